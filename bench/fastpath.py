@@ -1,0 +1,312 @@
+"""`seawatch bench fastpath`: throughput, latency, memory and warm restart of the fast path.
+
+Throughput: one mixed stream from the ship simulator (about 70 % syslog lines, 30 % metric
+samples) through the whole pipeline to SQLite commit on one core, beside each stage alone
+on the same events, so the cost of gluing the stages together shows as a ratio.
+Latency: a real agent on real sockets, fed at a fixed rate by a separate sender process;
+per event, the time from the bytes arriving to its batch being committed.
+Memory and restart: a fresh process warms the models of N devices, checkpoints, and is
+measured; a second process times the warm start from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.ids import new_id
+from shared.policy import load_policy
+from ship_agent.detect import DetectStage
+from ship_agent.parse import parse_syslog
+from ship_agent.pipeline import Pipeline
+from ship_agent.records import LogEvent, MetricEvent, RawInput
+from ship_agent.simulator import Simulator
+from ship_agent.store import Batch, Store
+from ship_agent.templates import TemplateStage
+
+SHIP = "MV-BENCH"
+BATCH = 2000
+
+
+def make_stream(n_events: int, devices: int, seed: int = 1) -> list[RawInput | MetricEvent]:
+    """n_events from the simulator as the agent receives them (raw syslog bytes, metric samples)."""
+    base = len(Simulator(SHIP, seed=seed).devices)
+    sim = Simulator(SHIP, seed=seed, start_ts=1_790_000_000.0, extra_devices=max(0, devices - base))
+    out: list[RawInput | MetricEvent] = []
+    now = time.time()
+    duration = 3600.0
+    while len(out) < n_events:
+        for ev in sim.events(duration):
+            if ev.kind == "log":
+                out.append(RawInput(ev.line, "udp", now))
+            else:
+                out.append(
+                    MetricEvent(new_id(), ev.ts, ev.device, ev.metric, ev.value, now, "http")
+                )
+            if len(out) >= n_events:
+                break
+    return out
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def throughput(n_events: int, devices: int) -> dict[str, Any]:
+    policy = load_policy(ship_id=SHIP)
+    stream = make_stream(n_events, devices)
+    raws = [e for e in stream if isinstance(e, RawInput)]
+    metrics = [e for e in stream if isinstance(e, MetricEvent)]
+    chunks = [stream[i : i + BATCH] for i in range(0, len(stream), BATCH)]
+    results: dict[str, Any] = {"events": len(stream), "log_share": len(raws) / len(stream)}
+
+    parsed: list[LogEvent] = []
+    results["parse"] = _rate(
+        len(raws), _timed(lambda: parsed.extend(parse_syslog(r, new_id()) for r in raws))
+    )
+    templates = TemplateStage(policy.detect.templates)
+    results["templates"] = _rate(
+        len(parsed),
+        _timed(
+            lambda: [templates.apply(parsed[i : i + BATCH]) for i in range(0, len(parsed), BATCH)]
+        ),
+    )
+    detect = DetectStage(policy)
+    results["detect"] = _rate(
+        len(stream),
+        _timed(
+            lambda: [
+                detect.apply(parsed[i : i + BATCH], metrics[i : i + BATCH])
+                for i in range(0, max(len(parsed), len(metrics)), BATCH)
+            ]
+        ),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "insert.db", SHIP)
+        batches = [
+            Batch(logs=parsed[i : i + 1400], metrics=metrics[i // 7 * 3 : i // 7 * 3 + 600])
+            for i in range(0, len(parsed), 1400)
+        ]
+        n = sum(len(b.logs) + len(b.metrics) for b in batches)
+        results["sqlite_insert"] = _rate(n, _timed(lambda: [store.commit(b) for b in batches]))
+        store.close()
+        store = Store(Path(tmp) / "pipeline.db", SHIP)
+        pipeline = Pipeline(policy, store)
+        results["pipeline"] = _rate(
+            len(stream), _timed(lambda: [pipeline.run_batch(c) for c in chunks])
+        )
+        results["incidents"] = store.conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        store.close()
+    parts = ("parse", "templates", "detect", "sqlite_insert")
+    # Cost per event of the parts run back to back (parse and templates only see log lines).
+    share = {
+        "parse": results["log_share"],
+        "templates": results["log_share"],
+        "detect": 1.0,
+        "sqlite_insert": 1.0,
+    }
+    results["parts_combined"] = 1.0 / sum(share[p] / results[p] for p in parts)
+    return results
+
+
+SENDER = r"""
+import socket, sys, time, json, httpx
+from datetime import datetime, UTC
+port, http, rate, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+lines = [l.encode() for l in json.loads(sys.stdin.readline())]
+metrics = json.loads(sys.stdin.readline())
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client = httpx.Client(base_url=http)
+tick = 0.01
+per_tick_logs, per_tick_metrics = rate * 0.7 * tick, rate * 0.3 * tick
+t0 = time.perf_counter(); i = j = 0; owed_l = owed_m = 0.0
+while time.perf_counter() - t0 < seconds:
+    owed_l += per_tick_logs; owed_m += per_tick_metrics
+    while owed_l >= 1:
+        udp.sendto(lines[i % len(lines)], ("127.0.0.1", port)); i += 1; owed_l -= 1
+    batch = []
+    while owed_m >= 1:
+        batch.append(metrics[j % len(metrics)]); j += 1; owed_m -= 1
+    if batch:
+        client.post("/api/v3/ingest", json={"metrics": batch})
+    nxt = t0 + (i + j) / rate
+    time.sleep(max(0.0, nxt - time.perf_counter()))
+print(i + j)
+"""
+
+
+async def _latency_run(rate: float, seconds: float, devices: int) -> dict[str, Any]:
+    from shared.settings import AgentSettings
+    from ship_agent.agent import ShipAgent
+
+    stream = make_stream(20_000, devices)
+    lines = [e.data.decode() for e in stream if isinstance(e, RawInput)]
+    metrics = [
+        {
+            "ts": datetime.fromtimestamp(e.ts, UTC).isoformat(),
+            "device": e.device,
+            "metric": e.metric,
+            "value": e.value,
+        }
+        for e in stream
+        if isinstance(e, MetricEvent)
+    ]
+    latencies: list[float] = []
+
+    def record(b: Batch) -> None:
+        done = b.stages["commit"]
+        latencies.extend(done - e.received for e in b.logs)
+        latencies.extend(done - e.received for e in b.metrics)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = AgentSettings(ship_id=SHIP, data_dir=Path(tmp), http_port=0, syslog_port=0)
+        agent = ShipAgent(settings, load_policy(ship_id=SHIP))
+        await agent.start()
+        agent.listeners.append(record)
+        assert agent.syslog is not None
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            SENDER,
+            str(agent.syslog.udp_port),
+            f"http://127.0.0.1:{agent.http_port}",
+            str(rate),
+            str(seconds),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        payload = (json.dumps(lines) + "\n" + json.dumps(metrics) + "\n").encode()
+        out, _ = await proc.communicate(payload)
+        sent = int(out.decode().strip() or 0)
+        await asyncio.sleep(0.5)
+        await agent.drained()
+        await agent.stop()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=1000) if len(latencies) > 10 else [0.0] * 999
+    return {
+        "rate": rate,
+        "sent": sent,
+        "committed": len(latencies),
+        "p50_ms": q[499] * 1000,
+        "p99_ms": q[989] * 1000,
+        "max_ms": latencies[-1] * 1000,
+    }
+
+
+RSS_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from shared.policy import load_policy
+from ship_agent.pipeline import Pipeline
+from ship_agent.store import Store
+from bench.fastpath import make_stream, SHIP
+db, devices, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+policy = load_policy(ship_id=SHIP)
+t0 = time.perf_counter()
+store = Store(db, SHIP)
+p = Pipeline(policy, store)
+p.warm_start()
+warm = time.perf_counter() - t0
+if mode == "fill":
+    stream = make_stream(devices * 80, devices)
+    for i in range(0, len(stream), 2000):
+        p.run_batch(stream[i:i + 2000])
+    p.checkpoint()
+hst = next((d for d in p.detect.metric_detectors if d.name == "hst"), None)
+rss = int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+print(json.dumps({"warm_start_s": warm, "rss_mb": rss,
+                  "models": len(hst.devices) if hst else 0}))
+"""
+
+
+def memory_and_restart(devices: int) -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "agent.db")
+        fill = subprocess.run(
+            [sys.executable, "-c", RSS_CHILD, db, str(devices), "fill"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=root,
+        )
+        warm = subprocess.run(
+            [sys.executable, "-c", RSS_CHILD, db, str(devices), "warm"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            cwd=root,
+        )
+    a, b = json.loads(fill.stdout), json.loads(warm.stdout)
+    return {
+        "rss_mb": a["rss_mb"],
+        "models": a["models"],
+        "warm_start_s": b["warm_start_s"],
+        "rss_after_restart_mb": b["rss_mb"],
+        "models_restored": b["models"],
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    print(
+        f"seawatch bench fastpath — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
+    t = throughput(args.events, args.devices)
+    rows = [
+        ("parse (syslog lines)", t["parse"], "lines/s"),
+        ("templates (drain3)", t["templates"], "lines/s"),
+        ("detectors (all)", t["detect"], "events/s"),
+        ("SQLite batch insert", t["sqlite_insert"], "events/s"),
+        ("parts back to back (expected)", t["parts_combined"], "events/s"),
+        ("whole fast path -> commit", t["pipeline"], "events/s"),
+    ]
+    print(
+        f"\nthroughput, one core, {t['events']:,} events ({t['log_share']:.0%} syslog), "
+        f"{args.devices} devices, batches of {BATCH}"
+    )
+    print(f"  {'stage':<34}{'rate':>14}  unit")
+    for name, value, unit in rows:
+        print(f"  {name:<34}{value:>14,.0f}  {unit}")
+    print(f"  {'ratio whole / parts back to back':<34}{t['pipeline'] / t['parts_combined']:>14.2f}")
+    lat = asyncio.run(_latency_run(args.rate, args.latency_seconds, min(args.devices, 50)))
+    print(
+        f"\nlatency ingest -> committed, real agent, UDP syslog + HTTP metrics at "
+        f"{lat['rate']:,.0f} events/s for {args.latency_seconds:.0f} s "
+        f"({lat['committed']:,} of {lat['sent']:,} sent committed)"
+    )
+    for key in ("p50_ms", "p99_ms", "max_ms"):
+        print(f"  {key[:-3]:<34}{lat[key]:>14.2f}  ms")
+    mem = memory_and_restart(args.devices)
+    print(f"\nmemory and restart, {mem['models']} devices with HalfSpaceTrees models")
+    print(f"  {'agent RSS, models warm':<34}{mem['rss_mb']:>14.0f}  MB")
+    print(f"  {'restart with warm state':<34}{mem['warm_start_s']:>14.2f}  s")
+    print(f"  {'models restored':<34}{mem['models_restored']:>14}  devices")
+    print(
+        f"  {'peak RSS of this bench process':<34}"
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:>14.0f}  MB"
+    )
+    return 0

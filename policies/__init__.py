@@ -1,0 +1,1 @@
+"""The default policy bundle, shipped inside the wheel."""

@@ -1,0 +1,1 @@
+"""The seawatch command line."""

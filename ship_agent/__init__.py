@@ -1,0 +1,1 @@
+"""The vessel process: ingest, fast path (parse, detect, enrich, correlate), store, local API."""

@@ -1,0 +1,161 @@
+"""The ship's local API (Litestar): health, ingest, incidents, stats, trace, metrics.
+
+Handlers are thin: reads go to `ship_agent.queries`, writes go through the agent's queue so
+an operator's ack lands in order with the pipeline's own changes and in the same kind of
+transaction (incident version + outbox row). OpenAPI at /schema.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery, JSONBody
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.models import IngestBatch
+from ship_agent import queries
+from ship_agent.ingest.batch import WrongShip, events_from_batch
+from ship_agent.pipeline import OperatorCommand
+
+if TYPE_CHECKING:
+    from ship_agent.agent import ShipAgent
+
+
+class ActionBody(BaseModel):
+    actor: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=1024)
+
+
+def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()[:20]
+    ]
+
+
+def create_app(agent: ShipAgent) -> Litestar:
+    conn = agent.store.conn
+    ingest_policy = agent.policy.ingest
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "ship_id": agent.ship_id, "policy_version": agent.policy.version}
+
+    @post("/api/v3/ingest", status_code=202)
+    async def ingest(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """Log records and metric samples as one JSON batch (see shared.models.IngestBatch)."""
+        body = await request.body()
+        if len(body) > ingest_policy.max_http_body_bytes:
+            raise HTTPException(
+                status_code=413,
+                detail=(
+                    f"body is {len(body)} bytes; the limit is {ingest_policy.max_http_body_bytes}"
+                ),
+            )
+        try:
+            batch = IngestBatch.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPException(
+                status_code=422, detail="invalid batch", extra={"errors": _validation_detail(exc)}
+            ) from None
+        n = len(batch.logs) + len(batch.metrics)
+        if n > ingest_policy.max_batch_items:
+            raise HTTPException(
+                status_code=413,
+                detail=(f"{n} items; the limit is {ingest_policy.max_batch_items} per batch"),
+            )
+        try:
+            events = events_from_batch(batch, agent.ship_id, "http", time.time())
+        except WrongShip as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if not agent.submit(events):
+            raise HTTPException(
+                status_code=503,
+                detail="ingest queue full; retry later",
+                headers={"Retry-After": "1"},
+            )
+        return {"accepted": n, "tracking_ids": [e.tracking_id for e in events]}
+
+    @get("/api/v3/incidents", sync_to_thread=False)
+    def incidents(
+        status: FromQuery[str | None] = None,
+        severity: FromQuery[str | None] = None,
+        type: FromQuery[str | None] = None,  # noqa: A002 - the API's field name
+        device: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 500:
+            raise HTTPException(status_code=400, detail="limit must be within 1..500")
+        return queries.list_incidents(conn, status, severity, type, device, limit, cursor)
+
+    @get("/api/v3/incidents/{incident_id:str}", sync_to_thread=False)
+    def incident(incident_id: FromPath[str]) -> dict[str, Any]:
+        doc = queries.incident_detail(conn, incident_id)
+        if doc is None:
+            raise NotFoundException(f"no incident {incident_id}")
+        return doc
+
+    async def _act(action: str, incident_id: str, data: ActionBody) -> dict[str, Any]:
+        cmd = OperatorCommand(action, incident_id, data.actor, data.reason)
+        try:
+            status = await agent.command(cmd)
+        except LookupError as exc:
+            raise NotFoundException(str(exc)) from None
+        doc = queries.incident_detail(conn, incident_id) or {}
+        return {"id": incident_id, "status": status, "version": doc.get("version")}
+
+    @post("/api/v3/incidents/{incident_id:str}/ack", status_code=200)
+    async def ack(incident_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
+        return await _act("ack", incident_id, data)
+
+    @post("/api/v3/incidents/{incident_id:str}/resolve", status_code=200)
+    async def resolve(incident_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
+        return await _act("resolve", incident_id, data)
+
+    @post("/api/v3/incidents/{incident_id:str}/suppress", status_code=200)
+    async def suppress(incident_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
+        return await _act("suppress", incident_id, data)
+
+    @get("/api/v3/stats", sync_to_thread=False)
+    def stats() -> dict[str, Any]:
+        out = queries.stats(conn)
+        out["queue_depth"] = agent.queue_depth
+        return out
+
+    @get("/api/v3/dead-letters", sync_to_thread=False)
+    def dead_letters(limit: FromQuery[int] = 100) -> list[dict[str, Any]]:
+        return queries.dead_letters(conn, max(1, min(limit, 1000)))
+
+    @get("/api/v3/trace/{tracking_id:str}", sync_to_thread=False)
+    def trace(tracking_id: FromPath[str]) -> dict[str, Any]:
+        out = queries.trace(conn, tracking_id)
+        if out is None:
+            raise NotFoundException(f"no record with tracking id {tracking_id}")
+        return out
+
+    @get("/metrics", sync_to_thread=False, include_in_schema=False)
+    def metrics() -> Response[bytes]:
+        return Response(agent.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return Litestar(
+        route_handlers=[
+            health,
+            ingest,
+            incidents,
+            incident,
+            ack,
+            resolve,
+            suppress,
+            stats,
+            dead_letters,
+            trace,
+            metrics,
+        ],
+        openapi_config=OpenAPIConfig(title="Seawatch ship agent", version="3.0.0"),
+        debug=False,
+    )

@@ -1,0 +1,63 @@
+"""Detect: every detector over every event of a batch, in time order.
+
+Policy rules (thresholds, log patterns) decide; statistical detectors (robust statistics,
+River HalfSpaceTrees, template novelty) corroborate and explain.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from shared.policy import Policy
+from ship_agent.detect.hst import HalfSpaceTreesDetector
+from ship_agent.detect.logs import ErrorBurstDetector, LogPatternDetector, TemplateNoveltyDetector
+from ship_agent.detect.robust import RobustDetector
+from ship_agent.detect.thresholds import ThresholdDetector
+from ship_agent.records import AnomalyHit, LogEvent, MetricEvent
+
+
+class DetectStage:
+    def __init__(self, policy: Policy) -> None:
+        d = policy.detect
+        self.metric_detectors: list[Any] = [ThresholdDetector(d.thresholds)]
+        if d.robust.enabled:
+            self.metric_detectors.append(RobustDetector(d))
+        if d.hst.enabled and policy.features.get("river_models", True):
+            self.metric_detectors.append(HalfSpaceTreesDetector(d.hst, d.type_of_metric))
+        self.log_detectors: list[Any] = [LogPatternDetector(d), ErrorBurstDetector(d)]
+        if policy.features.get("log_templates", True):
+            self.log_detectors.append(TemplateNoveltyDetector(d))
+
+    def apply(self, logs: list[LogEvent], metrics: list[MetricEvent]) -> list[AnomalyHit]:
+        hits: list[AnomalyHit] = []
+        add = hits.append
+        for detector in self.metric_detectors:
+            observe = detector.observe
+            for m in metrics:
+                h = observe(m)
+                if h is not None:
+                    add(h)
+        for detector in self.log_detectors:
+            observe = detector.observe
+            for ev in logs:
+                h = observe(ev)
+                if h is not None:
+                    add(h)
+        hits.sort(key=lambda h: h.ts)
+        return hits
+
+    def dump_state(self) -> bytes:
+        return pickle.dumps(
+            {d.name: {a: getattr(d, a) for a in d.state} for d in self._all()},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    def load_state(self, blob: bytes) -> None:
+        saved = pickle.loads(blob)
+        for d in self._all():
+            for attr, value in saved.get(d.name, {}).items():
+                setattr(d, attr, value)
+
+    def _all(self) -> list[Any]:
+        return self.metric_detectors + self.log_detectors

@@ -1,0 +1,52 @@
+"""Prometheus metrics of the agent itself, in a registry per agent (several may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+STAGES = ("parse", "template", "detect", "enrich", "correlate", "commit")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events = Counter(
+            "seawatch_events_total", "Events through the fast path", ["kind", "source"], registry=r
+        )
+        self.dead_letters = Counter(
+            "seawatch_dead_letters_total", "Inputs rejected with a reason", ["source"], registry=r
+        )
+        self.anomalies = Counter(
+            "seawatch_anomalies_total", "Anomalies by detector", ["detector"], registry=r
+        )
+        self.incident_versions = Counter(
+            "seawatch_incident_versions_total", "Incident versions committed", ["type"], registry=r
+        )
+        self.stage_seconds = Histogram(
+            "seawatch_fastpath_stage_seconds",
+            "Time per micro-batch in each fast-path stage",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.e2e_seconds = Histogram(
+            "seawatch_fastpath_latency_seconds",
+            "Ingest -> committed, per event",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "seawatch_batch_events",
+            "Events per micro-batch",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.queue_depth = Gauge("seawatch_ingest_queue_depth", "Items waiting", registry=r)
+        self.active_incidents = Gauge(
+            "seawatch_active_incidents", "Open, acknowledged or suppressed", registry=r
+        )
+        self.outbox_unsent = Gauge("seawatch_outbox_unsent", "Outbox rows not yet sent", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

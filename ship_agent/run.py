@@ -1,0 +1,106 @@
+"""`seawatch ship`: run the agent until Ctrl-C (or --duration), optionally with the simulator.
+
+With --simulate the simulator sends its syslog over real UDP and its metrics over real HTTP
+to this agent, injects a scripted fault every few simulated minutes, and incidents are
+printed as they open, change type or severity, and close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from typing import Any
+
+from shared import log
+from shared.policy import PolicyError, load_policy
+from shared.settings import AgentSettings
+from shared.timeutil import iso
+from ship_agent.agent import ShipAgent
+from ship_agent.store import Batch
+
+_SHOWN = {"opened", "type", "severity", "escalated", "suppressed", "acknowledged", "resolved"}
+
+
+def print_incidents(batch: Batch) -> None:
+    for inc in batch.incidents:
+        for note in inc.timeline:
+            if note["version"] != inc.version or note["event"] not in _SHOWN:
+                continue
+            print(
+                f"{iso(note['ts'])}  {note['event'].upper():<12} {inc.severity.value:<8} "
+                f"{inc.type.value:<20} {inc.device:<14} v{inc.version}  {note['detail'][:90]}",
+                flush=True,
+            )
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    settings = AgentSettings.load(
+        args.config,
+        ship_id=args.ship_id,
+        data_dir=args.data_dir,
+        http_port=args.http_port,
+        syslog_port=args.syslog_port,
+        host=args.host,
+        policy_dir=args.policy_dir,
+        nats_url=args.nats_url,
+    )
+    log.configure(settings.log_level)
+    try:
+        policy = load_policy(settings.policy_dir, settings.ship_id)
+    except PolicyError as exc:
+        print("policy errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return 1
+    asyncio.run(_main(settings, policy, args))
+    return 0
+
+
+async def _main(settings: AgentSettings, policy: Any, args: argparse.Namespace) -> None:
+    agent = ShipAgent(settings, policy)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    assert agent.syslog is not None
+    print(
+        f"seawatch ship {settings.ship_id}: API http://{settings.host}:{agent.http_port} "
+        f"(docs /schema), syslog udp+tcp {settings.host}:{agent.syslog.udp_port}, "
+        f"data {settings.data_dir}",
+        flush=True,
+    )
+    agent.listeners.append(print_incidents)
+    tasks = []
+    if args.simulate:
+        from ship_agent.simulator.live import simulate_against
+
+        tasks.append(
+            asyncio.create_task(
+                simulate_against(
+                    agent.ship_id,
+                    settings.host,
+                    agent.syslog.udp_port,
+                    agent.http_port or 0,
+                    speed=args.speed,
+                    duration_s=args.duration,
+                    seed=args.seed,
+                )
+            )
+        )
+    waiters = [asyncio.create_task(stop.wait()), *tasks]
+    if args.duration is not None and not args.simulate:
+        waiters.append(asyncio.create_task(asyncio.sleep(args.duration)))
+    t0 = time.monotonic()
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for task in waiters:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    await agent.stop()
+    print(f"stopped after {time.monotonic() - t0:.0f} s", flush=True)

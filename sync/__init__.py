@@ -1,0 +1,1 @@
+"""Store-and-forward sync over NATS leaf nodes (see docs/architecture.md)."""

@@ -1,0 +1,183 @@
+"""Each detector fires on its signal, stays quiet on normal data, resumes warm from a pickle."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared.policy import Policy
+from ship_agent.detect import DetectStage
+from ship_agent.detect.hst import HalfSpaceTreesDetector
+from ship_agent.detect.logs import ErrorBurstDetector, LogPatternDetector, TemplateNoveltyDetector
+from ship_agent.detect.robust import RobustDetector
+from ship_agent.detect.thresholds import ThresholdDetector
+from ship_agent.templates import TemplateStage
+from tests.conftest import T0, logline, metric
+
+
+def test_threshold_needs_its_duration_and_rearms(policy: Policy) -> None:
+    d = ThresholdDetector(policy.detect.thresholds)
+    # SNR 6.5 dB: below the 12 dB warning and the 7 dB floor; the floor needs 60 s.
+    hits = [d.observe(metric("vsat-modem-01", "vsat.snr_db", 6.5, T0 + i * 20)) for i in range(3)]
+    assert [h is None for h in hits] == [True, True, True]  # 0 s, 20 s, 40 s held
+    h = d.observe(metric("vsat-modem-01", "vsat.snr_db", 6.5, T0 + 60))
+    assert h is not None and h.detector == "threshold:vsat_snr_floor"
+    assert h.incident_type == "comms_outage" and h.score == 1.0
+    assert h.evidence["held_s"] == 60 and h.evidence["threshold"] == 7.0
+    # still breaking: repeated at most once a minute; recovery re-arms the duration
+    assert d.observe(metric("vsat-modem-01", "vsat.snr_db", 6.5, T0 + 80)) is None
+    assert d.observe(metric("vsat-modem-01", "vsat.snr_db", 15.0, T0 + 100)) is None
+    assert d.observe(metric("vsat-modem-01", "vsat.snr_db", 6.5, T0 + 120)) is None
+    # another device is independent
+    assert d.observe(metric("vsat-modem-02", "vsat.snr_db", 6.5, T0 + 120)) is None
+
+
+def test_threshold_ignores_normal_values(policy: Policy) -> None:
+    d = ThresholdDetector(policy.detect.thresholds)
+    rng = random.Random(1)
+    for i in range(1000):
+        assert (
+            d.observe(metric("vsat-modem-01", "vsat.snr_db", 15 + rng.gauss(0, 0.5), T0 + i * 20))
+            is None
+        )
+
+
+def test_robust_statistics_find_a_level_shift_not_noise(policy: Policy) -> None:
+    d = RobustDetector(policy.detect)
+    rng = random.Random(2)
+    for i in range(500):
+        assert d.observe(metric("fw-01", "net.mem_pct", 40 + rng.gauss(0, 1), T0 + i * 45)) is None
+    hits = [d.observe(metric("fw-01", "net.mem_pct", 80.0, T0 + (500 + i) * 45)) for i in range(3)]
+    assert hits[0] is None and hits[1] is None  # needs min_consecutive points
+    hit = hits[2]
+    assert hit is not None and hit.detector == "robust" and hit.incident_type == "resource_pressure"
+    assert hit.evidence["z"] > policy.detect.robust.z_threshold
+    # corroborates only: below the score that opens an incident on its own
+    assert hit.score < policy.correlate.open_min_score
+
+
+def test_robust_skips_excluded_series(policy: Policy) -> None:
+    d = RobustDetector(policy.detect)
+    for i in range(200):
+        assert d.observe(metric("gps-01", "nav.heading_deg", 0 if i < 150 else 180, T0 + i)) is None
+
+
+def test_half_space_trees_flag_an_unusual_kpi_vector(policy: Policy) -> None:
+    d = HalfSpaceTreesDetector(policy.detect.hst, policy.detect.type_of_metric)
+    rng = random.Random(3)
+    hit = None
+    n = policy.detect.hst.warmup_vectors + 300
+    for i in range(n):
+        ts = T0 + i * 60
+        for name, mu in (("net.cpu_pct", 30), ("net.mem_pct", 50), ("net.temp_c", 36)):
+            assert d.observe(metric("sw-core-01", name, mu + rng.gauss(0, 1), ts)) is None
+    for i in range(n, n + 10):
+        ts = T0 + i * 60
+        for name, value in (("net.cpu_pct", 99.0), ("net.mem_pct", 95.0), ("net.temp_c", 70.0)):
+            hit = hit or d.observe(metric("sw-core-01", name, value, ts))
+    assert hit is not None and hit.detector == "hst" and hit.device == "sw-core-01"
+    assert set(hit.evidence["vector"]) == {"net.cpu_pct", "net.mem_pct", "net.temp_c"}
+
+
+def test_log_pattern_counts_within_its_window(policy: Policy) -> None:
+    d = LogPatternDetector(policy.detect)
+    line = "Failed password for invalid user admin from 203.0.113.9 port 4242 ssh2"
+    # 19 failures spread over 10 minutes: auth failures, but no brute force
+    hits = [d.observe(logline("crew-srv-01", "sshd", line, T0 + i * 30)) for i in range(19)]
+    fired = [h for h in hits if h is not None]
+    assert fired and {h.incident_type for h in fired} == {"auth_failure"}
+    # 20 within a minute: a security alert
+    burst = [d.observe(logline("crew-srv-01", "sshd", line, T0 + 1000 + i)) for i in range(20)]
+    alert = [h for h in burst if h is not None and h.incident_type == "security_alert"]
+    assert len(alert) == 1 and alert[0].evidence["count"] == 20
+    assert alert[0].evidence["sample"] == line
+
+
+def test_error_burst(policy: Policy) -> None:
+    d = ErrorBurstDetector(policy.detect)
+    p = policy.detect.error_burst
+    hits = [
+        d.observe(logline("pos-srv-01", "pos", f"txn {i} failed", T0 + i * 0.1, severity=3))
+        for i in range(p.count)
+    ]
+    assert hits[-1] is not None and all(h is None for h in hits[:-1])
+    info = [d.observe(logline("res-srv-01", "app", "ok", T0 + i * 0.1)) for i in range(200)]
+    assert all(h is None for h in info)
+
+
+def test_new_and_rare_templates_after_grace(policy: Policy) -> None:
+    stage = TemplateStage(policy.detect.templates)
+    d = TemplateNoveltyDetector(policy.detect)
+    grace = policy.detect.templates.new_template_grace_s
+    early = [logline("ent-srv-01", "app", f"session {i} opened", T0 + i) for i in range(50)]
+    stage.apply(early)
+    assert all(d.observe(e) is None for e in early)
+    late = [
+        logline(
+            "ent-srv-01",
+            "kernel",
+            "eth0: NIC firmware crashed, resetting",
+            T0 + grace + i,
+            severity=2,
+        )
+        for i in range(5)
+    ]
+    stage.apply(late)
+    hits = [d.observe(e) for e in late]
+    assert hits[0] is not None and hits[0].detector == "template:new"
+    assert hits[1] is not None and hits[1].detector == "template:rare"
+    assert hits[4] is None  # seen often enough now
+    again = logline("ent-srv-01", "app", "session 9 opened", T0 + grace)
+    stage.apply([again])
+    assert d.observe(again) is None
+
+
+def test_templates_mask_variables(policy: Policy) -> None:
+    stage = TemplateStage(policy.detect.templates)
+    evs = [
+        logline(
+            "fw-01", "fw", f"DENY TCP 10.0.{i}.7:{1000 + i} -> 192.0.2.1:22 id 0x{i:04x}", T0 + i
+        )
+        for i in range(30)
+    ]
+    stage.apply(evs)
+    assert len({e.template_id for e in evs}) == 1
+    assert "<IP>" in evs[-1].template and "<HEX>" in evs[-1].template
+    changed, created = stage.take_changes()
+    assert len(created) == 1 and changed[0].size == 30
+
+
+@pytest.mark.parametrize("kind", ["metric", "log"])
+def test_every_detector_pickles_and_resumes_warm(policy: Policy, kind: str) -> None:
+    stage = DetectStage(policy)
+    rng = random.Random(4)
+    logs, metrics = [], []
+    for i in range(700):
+        ts = T0 + i * 20
+        metrics.append(metric("vsat-modem-01", "vsat.snr_db", 15 + rng.gauss(0, 0.3), ts))
+        metrics.append(metric("vsat-modem-01", "vsat.ber", 1e-7, ts))
+        logs.append(logline("crew-srv-01", "sshd", "Failed password for root from 1.2.3.4", ts))
+    stage.apply(logs, metrics)
+    blob = stage.dump_state()
+    restored = DetectStage(policy)
+    restored.load_state(blob)
+    fresh = DetectStage(policy)
+
+    def run(s: DetectStage) -> list[tuple[str, float, str]]:
+        if kind == "metric":
+            nxt = [
+                metric("vsat-modem-01", "vsat.snr_db", 3.0, T0 + 14_000 + i * 20) for i in range(6)
+            ]
+            hits = s.apply([], nxt)
+        else:
+            nxt = [
+                logline("crew-srv-01", "sshd", "Failed password for root", T0 + 14_000 + i)
+                for i in range(25)
+            ]
+            hits = s.apply(nxt, [])
+        return [(h.detector, h.score, h.summary) for h in hits]
+
+    expected = run(stage)
+    assert run(restored) == expected  # resumes exactly where it stopped
+    assert run(fresh) != expected  # and that differs from starting cold
