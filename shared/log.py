@@ -28,6 +28,10 @@ def configure(level: str = "INFO", json: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # libraries that log every request through the standard library stay quiet below WARNING
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    for noisy in ("httpx", "httpcore", "uvicorn", "drain3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def get(name: str) -> Any:

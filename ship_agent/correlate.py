@@ -168,7 +168,7 @@ class CorrelateStage:
             inc.status = IncidentStatus.SUPPRESSED
             inc.suppressed_reason = f"maintenance window '{window.name}'"
             self._note(inc, "suppressed", inc.suppressed_reason, hit.ts)
-        elif self.suppressions.get(inc.suppress_key, 0.0) > hit.ts:
+        elif hit.ts < self.suppressions.get(inc.suppress_key, float("-inf")):
             inc.status = IncidentStatus.SUPPRESSED
             inc.suppressed_reason = f"suppressed by operator ({inc.suppress_key})"
             self._note(inc, "suppressed", inc.suppressed_reason, hit.ts)

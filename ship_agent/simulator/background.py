@@ -42,83 +42,32 @@ from .syslog import (
 
 Template = Callable[[int, list[SimEvent]], None]
 
+# fmt: off
 _FIRST = (
-    "Anna",
-    "Maria",
-    "Lukas",
-    "Sofia",
-    "Ahmed",
-    "Chen",
-    "Olga",
-    "James",
-    "Emma",
-    "Mateo",
-    "Yuki",
-    "Priya",
-    "Lars",
-    "Zoë",
-    "José",
-    "Fatima",
-    "Noah",
-    "Chloé",
-    "Marco",
-    "Ingrid",
-    "Kwame",
-    "Elena",
-    "Tomasz",
-    "Aiko",
-    "Hannah",
-    "Omar",
-    "Giulia",
-    "Sean",
+    "Anna", "Maria", "Lukas", "Sofia", "Ahmed", "Chen", "Olga", "James", "Emma", "Mateo",
+    "Yuki", "Priya", "Lars", "Zoë", "José", "Fatima", "Noah", "Chloé", "Marco", "Ingrid",
+    "Kwame", "Elena", "Tomasz", "Aiko", "Hannah", "Omar", "Giulia", "Sean",
 )
 _LAST = (
-    "Berg",
-    "Gonzalez",
-    "Müller",
-    "Rossi",
-    "Haddad",
-    "Wang",
-    "Ivanova",
-    "Smith",
-    "Dubois",
-    "Silva",
-    "Tanaka",
-    "Patel",
-    "Nilsson",
-    "Kowalski",
-    "Okafor",
-    "García",
-    "Jensen",
-    "Moreau",
-    "Costa",
-    "Novak",
-    "O'Brien",
-    "Schmidt",
+    "Berg", "Gonzalez", "Müller", "Rossi", "Haddad", "Wang", "Ivanova", "Smith", "Dubois",
+    "Silva", "Tanaka", "Patel", "Nilsson", "Kowalski", "Okafor", "García", "Jensen", "Moreau",
+    "Costa", "Novak", "O'Brien", "Schmidt",
 )
 _MAIL = (
-    "gmail.com",
-    "outlook.com",
-    "yahoo.com",
-    "icloud.com",
-    "gmx.de",
-    "web.de",
-    "libero.it",
-    "orange.fr",
-    "hotmail.co.uk",
+    "gmail.com", "outlook.com", "yahoo.com", "icloud.com", "gmx.de", "web.de", "libero.it",
+    "orange.fr", "hotmail.co.uk",
 )
+# fmt: on
 _DEVICE_NAMES = ("{}-s-iPhone", "{}s-iPad", "Galaxy-S23-{}", "{}-MacBook-Air", "Pixel-8-{}")
 _OUIS = ("3c:22:fb", "f0:18:98", "8c:f5:a3", "3c:28:6d", "a4:c3:f0", "dc:a6:32")
 _CREW = ("j.okafor", "m.santos", "a.petrov", "l.nguyen", "r.haugen", "k.tanaka")
 _OPS = ("ops", "netadmin", "backup", "deploy")
 # networks that real guest traffic goes to and real scanners come from
 _SERVICES = ("142.250", "157.240", "17.253", "151.101", "104.16", "13.107", "31.13", "23.215")
-_SCANNERS = ("61.177.172", "218.92.0", "45.148.10", "193.32.162", "141.98.11", "185.224.128")
+SCANNER_NETS = ("61.177.172", "218.92.0", "45.148.10", "193.32.162", "141.98.11", "185.224.128")
 _OUTLETS = ("Deck5-Atrium-Bar", "Deck12-Pool-Bar", "Deck7-Bistro", "Deck3-Shop", "Deck14-Spa")
 _VENUES = ("Sakura", "Le-Jardin", "Steakhouse", "Chefs-Table", "Trattoria")
 _TITLES = ("Ocean Giants", "The Last Harbour", "Night Train", "Blue Planet II", "Deep Water")
-
-
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _UID = {"ops": 1001, "netadmin": 1002, "backup": 1003, "deploy": 1004}
 _ASA_INFO, _ASA_WARN = pri(LOCAL4, INFO), pri(LOCAL4, WARNING)
@@ -155,8 +104,8 @@ def _ssid(ap: str) -> str:
 
 
 def _slot(start: float, period: float, offset: float) -> float:
-    """First time after `start` that is `offset` past a multiple of `period` (UTC-aligned)."""
-    return (math.floor((start - offset) / period) + 1) * period + offset
+    """First time from `start` on that is `offset` past a multiple of `period` (UTC-aligned)."""
+    return math.ceil((start - offset) / period) * period + offset
 
 
 class Chatter:
@@ -178,6 +127,7 @@ class Chatter:
         self._cum = list(accumulate(w for w, _fn in templates))
         self._fns = [fn for _w, fn in templates]
         self._total = self._cum[-1]
+        self._cum[-1] = math.inf  # r() * total may round up to total: still the last template
         self.next_t = start + rng.expovariate(rate)
 
     def emit(self, until: float, ctx: Context, out: list[SimEvent]) -> None:
@@ -211,7 +161,7 @@ class Background:
         self.aps = by_kind["ap"]
         self.switches = by_kind["switch"]
         self.extra_hosts = [h for h in self.hosts if h.startswith("srv-app-")]
-        self.host_ip = {h: f"10.10.2.{10 + i}" for i, h in enumerate(self.hosts)}
+        self.host_ip = {h: f"10.10.{2 + i // 200}.{10 + i % 200}" for i, h in enumerate(self.hosts)}
         self.guests = [_Guest(rng) for _ in range(400)]
         self.public_ip = f"185.{rng.randrange(16, 250)}.{rng.randrange(256)}.{rng.randrange(256)}"
         self._conn = rng.randrange(10**6, 10**7)
@@ -235,7 +185,7 @@ class Background:
         return f"{_SERVICES[int(r() * 8)]}.{int(r() * 256)}.{int(r() * 254) + 1}"
 
     def _scanner_ip(self) -> str:
-        return f"{_SCANNERS[int(self.rng.random() * 6)]}.{int(self.rng.random() * 254) + 1}"
+        return f"{SCANNER_NETS[int(self.rng.random() * 6)]}.{int(self.rng.random() * 254) + 1}"
 
     def _port(self) -> int:
         return 32768 + int(self.rng.random() * 28000)
@@ -489,6 +439,8 @@ class Background:
 
     def chatter(self, rate_per_s: float) -> list[Chatter]:
         """Split the background rate: mostly guest-driven, a third crew-driven, a trickle flat."""
+        if rate_per_s <= 0:
+            return []
         hosts = len(self.hosts) / 4  # pooled templates scale with the pool they draw from
         aps = len(self.aps) / 4
         guest: list[tuple[float, Template]] = [
@@ -510,12 +462,12 @@ class Background:
             (3, self.res_booking),
             (5, self.res_http),
             (0.05, self.res_slow),
-            (1.5 * hosts, self.ssh_accept),
-            (1.5 * hosts, self.ssh_close),
+            (0.06 * hosts, self.ssh_accept),
+            (0.06 * hosts, self.ssh_close),
             (2, self.mail),
             (1, self.crew_portal),
             (2, self.router_acl),
-            (0.8 * hosts, self.ufw_block),
+            (0.3 * hosts, self.ufw_block),
         ]
         if self.extra_hosts:
             crew.append((3.0 * len(self.extra_hosts), self.app_generic))

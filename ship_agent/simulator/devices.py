@@ -153,7 +153,7 @@ class NetDevice(Poller):
             round(self._mem + 3 * g + 0.3 * n(), 1),
             round(self._temp + 3 * g + 0.4 * n(), 1),
             round(r() * 0.8, 2) if r() < 0.15 else 0.0,
-            round(self._util + 40 * g + 2 * n(), 1),
+            round(max(0.0, self._util + 40 * g + 2 * n()), 1),
         ]
         if self._switch:
             values.append(round(self._poe + 8 * g + 0.5 * n(), 1))
@@ -176,7 +176,7 @@ class AccessPoint(Poller):
             round(5 + 30 * g + 1.5 * n(), 1),
             round(37 + 4 * g + 0.4 * n(), 1),
             float(round(2 + self._capacity * g * (1 + 0.08 * n()))),
-            round(4 + 60 * g + 2 * n(), 1),
+            round(max(0.0, 4 + 60 * g + 2 * n()), 1),
         ]
 
 
@@ -228,16 +228,8 @@ class Gps(Poller):
                 if self._dgps
                 else f"DGPS corrections unavailable, fix quality 1 (GPS), {self._sats} satellites"
             )
-            out.append(
-                ctx.log.rfc5424(
-                    int(t * 1000),
-                    self.id,
-                    "gpsd",
-                    "812",
-                    pri(DAEMON, NOTICE if self._dgps else WARNING),
-                    msg,
-                )
-            )
+            prio = pri(DAEMON, NOTICE if self._dgps else WARNING)
+            out.append(ctx.log.rfc5424(int(t * 1000), self.id, "gpsd", "812", prio, msg))
         lat, lon, heading, speed = ctx.voyage.at(t)
         return [
             2.0 if self._dgps else 1.0,

@@ -6,7 +6,8 @@ order) and yielded. That is much cheaper than a heap over single events and keep
 whole run a pure generator: a simulated day takes seconds and never sleeps.
 
 Every source draws from its own RNG, seeded from (ship, seed, source name), so a run is
-reproducible and injecting a fault leaves the normal traffic around it unchanged.
+reproducible, and injecting a fault changes nothing before it starts nor anything on the
+devices it does not touch.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Simulator:
         self.start_ts = round(time.time() if start_ts is None else start_ts, 3)
         self.devices: tuple[DeviceSpec, ...] = ship_devices(extra_devices)
         self._by_id = {spec.id: spec for spec in self.devices}
+        if log_rate_per_s is not None and log_rate_per_s < 0:
+            raise ValueError("log_rate_per_s cannot be negative")
         metric_rate = sum(len(spec.metrics) / spec.interval_s for spec in self.devices)
         self.log_rate_per_s = (
             metric_rate * LOG_SHARE / (1 - LOG_SHARE) if log_rate_per_s is None else log_rate_per_s
@@ -100,8 +103,11 @@ class Simulator:
         duration_s: float | None = None,
         device: str | None = None,
     ) -> Label:
-        """Schedule a labelled fault. A run already under way picks it up if `at_ts` is still
-        ahead of it; lines that would fall before the run's current minute are dropped."""
+        """Schedule a labelled fault on `device` (default: the scenario's root device).
+
+        A run already under way picks it up while `at_ts` is still ahead of it; lines that
+        would fall before the run's current minute are dropped.
+        """
         try:
             scenario = SCENARIOS[scenario_name]
         except KeyError:

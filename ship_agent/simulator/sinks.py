@@ -74,11 +74,20 @@ class TcpSyslogSink:
 
 
 class HttpIngestSink:
-    """JSON batches to the agent's `/api/v3/ingest`; a refused batch stops the run loudly."""
+    """JSON batches to the agent's `/api/v3/ingest`; a refused batch stops the run loudly.
 
-    def __init__(self, base_url: str, ship_id: str, client: httpx.AsyncClient | None = None):
+    `kinds` limits what it carries (e.g. only metrics, when syslog goes over UDP)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        ship_id: str,
+        client: httpx.AsyncClient | None = None,
+        kinds: tuple[str, ...] = ("log", "metric"),
+    ):
         self._url = base_url.rstrip("/") + "/api/v3/ingest"
         self._ship_id = ship_id
+        self._kinds = kinds
         self._client = client or httpx.AsyncClient(timeout=10.0)
         self._own_client = client is None
 
@@ -86,15 +95,25 @@ class HttpIngestSink:
         logs: list[dict[str, Any]] = []
         metrics: list[dict[str, Any]] = []
         for e in batch:
+            if e.kind not in self._kinds:
+                continue
             if e.kind == "log":
                 severity, app, message = split_line(e.line)
-                log = {"ts": iso(e.ts), "device": e.device, "app": app, "severity": severity}
-                log["message"] = message
-                logs.append(log)
+                logs.append(
+                    {
+                        "ts": iso(e.ts),
+                        "device": e.device,
+                        "app": app,
+                        "severity": severity,
+                        "message": message,
+                    }
+                )
             else:
                 metrics.append(
                     {"ts": iso(e.ts), "device": e.device, "metric": e.metric, "value": e.value}
                 )
+        if not logs and not metrics:
+            return
         body = {"schema_version": 1, "ship_id": self._ship_id, "logs": logs, "metrics": metrics}
         response = await self._client.post(
             self._url, content=orjson.dumps(body), headers={"content-type": "application/json"}
@@ -144,6 +163,8 @@ async def run_simulation(
     pass per wall second (60: a minute a second), with events sent in batches of at most
     `BATCH_MAX` and at most about `BATCH_WAIT_S` late. Sinks are closed at the end.
     """
+    if speed is not None and speed <= 0:
+        raise ValueError("speed must be positive (or None for as fast as possible)")
     loop = asyncio.get_running_loop()
     events = sim.events(duration_s)
     wall0, sim0 = loop.time(), sim.start_ts
