@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -235,20 +236,22 @@ class ShipAgent:
         return batch
 
     async def _housekeeping(self) -> None:
+        """Every second: a slice of the device models is checkpointed, so that each is saved
+        once per `checkpoint_s` without ever pausing the fast path for all of them."""
         s, r = self.settings, self.policy.retention.ship
         last_checkpoint = last_retention = time.monotonic()
         while not self._stopping:
             await asyncio.sleep(1.0)
             now = time.monotonic()
+            hst = self.pipeline.detect.hst
+            if hst is not None and hst.devices:
+                self.pipeline.checkpoint_devices(math.ceil(len(hst.devices) / s.checkpoint_s))
             if now - last_checkpoint >= s.checkpoint_s:
-                self.pipeline.checkpoint()
+                self.pipeline.checkpoint_core()
                 last_checkpoint = now
             if now - last_retention >= s.retention_check_s:
                 removed = self.store.apply_retention(
-                    time.time(),
-                    r.events_days,
-                    r.incidents_days,
-                    r.dead_letters_days,
+                    time.time(), r.events_days, r.incidents_days, r.dead_letters_days,
                     r.max_events_rows,
                 )
                 _log.info("retention", **removed)

@@ -26,6 +26,7 @@ from ship_agent.templates import TemplateStage
 
 _STATE_TEMPLATES = "templates"
 _STATE_DETECTORS = "detectors"
+_STATE_DEVICE = "hst/"  # + device id: one HalfSpaceTrees model per row
 
 
 @dataclass(slots=True)
@@ -54,6 +55,7 @@ class Pipeline:
         self.correlate = CorrelateStage(policy.correlate)
         self.clock = 0.0  # stream time: the newest event time seen, advanced by the wall clock
         self._clock_wall = time.time()
+        self._device_cursor = 0
 
     # ---------------------------------------------------------------- life cycle
 
@@ -65,6 +67,11 @@ class Pipeline:
         blob = self.store.load_state(_STATE_DETECTORS)
         if blob:
             self.detect.load_state(blob)
+        if self.detect.hst is not None:
+            self.detect.hst.saved = {
+                name[len(_STATE_DEVICE):]: model
+                for name, model in self.store.load_states(_STATE_DEVICE).items()
+            }
         self.correlate.restore(self.store.active_incidents())
         for device, itype, ts in self.store.recent_anomalies(time.time() - 86_400):
             self.enrich.remember(device, itype, ts)
@@ -72,8 +79,29 @@ class Pipeline:
         self.metrics.active_incidents.set(len(self.correlate.active))
 
     def checkpoint(self) -> None:
-        self.store.save_state(_STATE_TEMPLATES, self.templates.dump_state())
-        self.store.save_state(_STATE_DETECTORS, self.detect.dump_state())
+        """All learned state at once (shutdown)."""
+        self.checkpoint_core()
+        self.checkpoint_devices(None)
+
+    def checkpoint_core(self) -> None:
+        """Templates and the light detectors: small, saved whole."""
+        self.store.save_states({
+            _STATE_TEMPLATES: self.templates.dump_state(),
+            _STATE_DETECTORS: self.detect.dump_state(),
+        })
+
+    def checkpoint_devices(self, count: int | None) -> int:
+        """The next `count` device models in turn (all when None); returns how many."""
+        hst = self.detect.hst
+        if hst is None or not hst.devices:
+            return 0
+        names = list(hst.devices)
+        if count is not None and count < len(names):
+            start = self._device_cursor % len(names)
+            names = (names[start:] + names[:start])[:count]
+            self._device_cursor = start + count
+        self.store.save_states({_STATE_DEVICE + d: hst.dump_device(d) for d in names})
+        return len(names)
 
     # ---------------------------------------------------------------- one batch
 

@@ -256,14 +256,26 @@ class Store:
 
     # ---------------------------------------------------------------- state and start-up
 
-    def save_state(self, name: str, blob: bytes) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO model_state VALUES (?,?,?)", (name, blob, time.time())
-        )
+    def save_states(self, blobs: dict[str, bytes]) -> None:
+        """Learned state, in one transaction: a crash keeps the previous checkpoint whole."""
+        now = time.time()
+        with self.db.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO model_state VALUES (?,?,?)",
+                [(name, blob, now) for name, blob in blobs.items()],
+            )
 
     def load_state(self, name: str) -> bytes | None:
         row = self.conn.execute("SELECT blob FROM model_state WHERE name=?", (name,)).fetchone()
         return bytes(row[0]) if row else None
+
+    def load_states(self, prefix: str) -> dict[str, bytes]:
+        rows = self.conn.execute(
+            "SELECT name, blob FROM model_state WHERE substr(name, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+        return {name: bytes(blob) for name, blob in rows}
 
     def active_incidents(self) -> list[Incident]:
         rows = self.conn.execute(

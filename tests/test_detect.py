@@ -181,3 +181,45 @@ def test_every_detector_pickles_and_resumes_warm(policy: Policy, kind: str) -> N
     expected = run(stage)
     assert run(restored) == expected  # resumes exactly where it stopped
     assert run(fresh) != expected  # and that differs from starting cold
+
+
+def test_log_patterns_take_plain_words_and_regular_expressions(policy: Policy) -> None:
+    fleet = policy.model_copy(deep=True)
+    patterns = [
+        p.model_copy(update={"pattern": "disk [0-9]+ failed", "count": 2, "name": "rx"})
+        if p.name == "overheat_log" else p
+        for p in policy.detect.log_patterns
+    ]
+    detect = fleet.detect.model_copy(update={"log_patterns": patterns})
+    d = LogPatternDetector(detect)
+    assert d.observe(logline("srv-01", "k", "disk 3 failed", T0)) is None
+    hit = d.observe(logline("srv-01", "k", "raid: disk 12 failed", T0 + 1))
+    assert hit is not None and hit.detector == "pattern:rx"
+    assert d.observe(logline("srv-01", "k", "disk x failed", T0 + 2)) is None
+    # a plain-word alternation matches any of its words anywhere in the line
+    words = [d.observe(logline("h", "sshd", f"{w} for root", T0 + i))
+             for i, w in enumerate(["authentication failure", "Failed password"] * 3)]
+    assert [h.detector for h in words if h] == ["pattern:ssh_auth_failures"]
+
+
+def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) -> None:
+    hst_policy = policy.detect.hst.model_copy(update={"warmup_vectors": 20})
+    live = HalfSpaceTreesDetector(hst_policy, policy.detect.type_of_metric)
+    rng = random.Random(5)
+
+    def poll(d: HalfSpaceTreesDetector, i: int, cpu: float) -> list[float]:
+        hits = [d.observe(metric(dev, "net.cpu_pct", cpu + rng.gauss(0, 1), T0 + i * 60))
+                for dev in ("sw-1", "sw-2")]
+        return [h.score for h in hits if h is not None]
+
+    for i in range(400):  # more than one HalfSpaceTrees window
+        poll(live, i, 30.0)
+    restored = HalfSpaceTreesDetector(hst_policy, policy.detect.type_of_metric)
+    restored.saved = {dev: live.dump_device(dev) for dev in live.devices}
+    assert restored.devices == {}  # nothing unpickled until a device reports again
+    state = rng.getstate()
+    expected = [poll(live, 400 + i, 99.0) for i in range(5)]
+    rng.setstate(state)
+    assert [poll(restored, 400 + i, 99.0) for i in range(5)] == expected
+    assert set(restored.devices) == {"sw-1", "sw-2"} and restored.saved == {}
+    assert any(expected)  # the models were warm enough to score the jump

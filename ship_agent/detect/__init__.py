@@ -23,8 +23,10 @@ class DetectStage:
         self.metric_detectors: list[Any] = [ThresholdDetector(d.thresholds)]
         if d.robust.enabled:
             self.metric_detectors.append(RobustDetector(d))
+        self.hst: HalfSpaceTreesDetector | None = None
         if d.hst.enabled and policy.features.get("river_models", True):
-            self.metric_detectors.append(HalfSpaceTreesDetector(d.hst, d.type_of_metric))
+            self.hst = HalfSpaceTreesDetector(d.hst, d.type_of_metric)
+            self.metric_detectors.append(self.hst)
         self.log_detectors: list[Any] = [LogPatternDetector(d), ErrorBurstDetector(d)]
         if policy.features.get("log_templates", True):
             self.log_detectors.append(TemplateNoveltyDetector(d))

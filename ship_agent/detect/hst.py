@@ -8,6 +8,7 @@ min-max scaling would let one outlier become the new range and hide itself.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from river import anomaly, preprocessing
@@ -43,13 +44,21 @@ class _Device:
 
 
 class HalfSpaceTreesDetector:
+    """Device models are checkpointed one by one (`dump_device`), a few every second, and
+    restored lazily on a device's first sample after a restart: with hundreds of devices,
+    pickling or unpickling them all at once would stall the fast path for seconds."""
+
     name = "hst"
-    state = ("devices",)
+    state = ()
 
     def __init__(self, policy: HstPolicy, type_of_metric: Any) -> None:
         self._p = policy
         self._type_of_metric = type_of_metric
         self.devices: dict[str, _Device] = {}
+        self.saved: dict[str, bytes] = {}  # checkpoints not yet unpickled
+
+    def dump_device(self, device: str) -> bytes:
+        return pickle.dumps(self.devices[device], protocol=pickle.HIGHEST_PROTOCOL)
 
     def _new_model(self) -> Any:
         p = self._p
@@ -60,7 +69,9 @@ class HalfSpaceTreesDetector:
     def observe(self, ev: MetricEvent) -> AnomalyHit | None:
         d = self.devices.get(ev.device)
         if d is None:
-            d = self.devices[ev.device] = _Device(self._new_model())
+            blob = self.saved.pop(ev.device, None)
+            d = pickle.loads(blob) if blob else _Device(self._new_model())
+            self.devices[ev.device] = d
         hit = None
         if ev.ts != d.ts and d.vector:
             hit = self._score(ev.device, d)
