@@ -73,6 +73,11 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
+def _each(fn: Callable[[Any], Any], batches: list[Any]) -> None:
+    for batch in batches:
+        fn(batch)
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -91,20 +96,31 @@ def throughput(n_events: int, devices: int) -> dict[str, Any]:
     results: dict[str, Any] = {"events": len(stream), "log_share": len(raws) / len(stream)}
 
     parsed: list[LogEvent] = []
-    results["parse"] = _rate(len(raws), _timed(
-        lambda: parsed.extend(parse_syslog(r, new_id()) for r in raws)))
+    results["parse"] = _rate(
+        len(raws), _timed(lambda: parsed.extend(parse_syslog(r, new_id()) for r in raws))
+    )
     templates = TemplateStage(policy.detect.templates)
     warm_logs = [parse_syslog(r, new_id()) for r in warm_raws]
     templates.apply(warm_logs)
-    results["templates"] = _rate(len(parsed), _timed(
-        lambda: [templates.apply(parsed[i:i + BATCH]) for i in range(0, len(parsed), BATCH)]))
+    results["templates"] = _rate(
+        len(parsed),
+        _timed(
+            lambda: _each(
+                templates.apply, [parsed[i : i + BATCH] for i in range(0, len(parsed), BATCH)]
+            )
+        ),
+    )
     detect = DetectStage(policy)
     detect.apply(warm_logs, [e for e in warm if isinstance(e, MetricEvent)])
     step_logs = -(-len(parsed) // (len(stream) // BATCH or 1))
     step_metrics = -(-len(metrics) // (len(stream) // BATCH or 1))
-    pairs = [(parsed[k * step_logs:(k + 1) * step_logs],
-              metrics[k * step_metrics:(k + 1) * step_metrics])
-             for k in range(len(stream) // BATCH or 1)]
+    pairs = [
+        (
+            parsed[k * step_logs : (k + 1) * step_logs],
+            metrics[k * step_metrics : (k + 1) * step_metrics],
+        )
+        for k in range(len(stream) // BATCH or 1)
+    ]
     results["detect"] = _rate(len(stream), _timed(lambda: [detect.apply(a, b) for a, b in pairs]))
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "insert.db", SHIP)
@@ -115,15 +131,20 @@ def throughput(n_events: int, devices: int) -> dict[str, Any]:
         store = Store(Path(tmp) / "pipeline.db", SHIP)
         pipeline = Pipeline(policy, store)
         for i in range(0, len(warm), BATCH):
-            pipeline.run_batch(list(warm[i:i + BATCH]))
-        chunks = [list(stream[i:i + BATCH]) for i in range(0, len(stream), BATCH)]
-        results["pipeline"] = _rate(len(stream), _timed(
-            lambda: [pipeline.run_batch(c) for c in chunks]))
+            pipeline.run_batch(list(warm[i : i + BATCH]))
+        chunks = [list(stream[i : i + BATCH]) for i in range(0, len(stream), BATCH)]
+        results["pipeline"] = _rate(
+            len(stream), _timed(lambda: [pipeline.run_batch(c) for c in chunks])
+        )
         store.close()
     parts = ("parse", "templates", "detect", "sqlite_insert")
     # Cost per event of the parts run back to back (parse and templates only see log lines).
-    share = {"parse": results["log_share"], "templates": results["log_share"], "detect": 1.0,
-             "sqlite_insert": 1.0}
+    share = {
+        "parse": results["log_share"],
+        "templates": results["log_share"],
+        "detect": 1.0,
+        "sqlite_insert": 1.0,
+    }
     results["parts_combined"] = 1.0 / sum(share[p] / results[p] for p in parts)
     return results
 
@@ -254,13 +275,24 @@ def memory_and_restart(devices: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "agent.db")
         for mode in ("fill", "restart"):
-            done = subprocess.run([sys.executable, "-c", RSS_CHILD, db, str(devices), mode],
-                                  capture_output=True, text=True, env=env, check=True, cwd=root)
+            done = subprocess.run(
+                [sys.executable, "-c", RSS_CHILD, db, str(devices), mode],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+                cwd=root,
+            )
             runs.append(json.loads(done.stdout))
     fill, restart = runs
-    return {"rss_mb": fill["rss_mb"], "models": fill["models"], "ready_s": restart["ready_s"],
-            "saved_models": restart["saved_models"], "all_models_s": restart["all_models_s"],
-            "rss_after_restart_mb": restart["rss_mb"]}
+    return {
+        "rss_mb": fill["rss_mb"],
+        "models": fill["models"],
+        "ready_s": restart["ready_s"],
+        "saved_models": restart["saved_models"],
+        "all_models_s": restart["all_models_s"],
+        "rss_after_restart_mb": restart["rss_mb"],
+    }
 
 
 def _row(name: str, value: float, unit: str, fmt: str = ",.0f") -> None:
@@ -269,12 +301,16 @@ def _row(name: str, value: float, unit: str, fmt: str = ",.0f") -> None:
 
 def main(args: argparse.Namespace) -> int:
     log.configure("WARNING")
-    print(f"seawatch bench fastpath — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
+    print(
+        f"seawatch bench fastpath — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
     t = throughput(args.events, args.devices)
-    print(f"\nthroughput, one core, {t['events']:,} events ({t['log_share']:.0%} syslog), "
-          f"{args.devices} devices, batches of {BATCH}, after as many warm-up events")
+    print(
+        f"\nthroughput, one core, {t['events']:,} events ({t['log_share']:.0%} syslog), "
+        f"{args.devices} devices, batches of {BATCH}, after as many warm-up events"
+    )
     _row("parse (syslog lines)", t["parse"], "lines/s")
     _row("templates (drain3)", t["templates"], "lines/s")
     _row("detectors (all)", t["detect"], "events/s")
@@ -284,9 +320,11 @@ def main(args: argparse.Namespace) -> int:
     _row("ratio whole / parts back to back", t["pipeline"] / t["parts_combined"], "", ".2f")
 
     lat = asyncio.run(_latency_run(args.rate, args.latency_seconds, min(args.devices, 50)))
-    print(f"\nlatency ingest -> committed, real agent, UDP syslog + HTTP metrics at "
-          f"{lat['rate']:,.0f} events/s for {args.latency_seconds:.0f} s "
-          f"({lat['committed']:,} of {lat['sent']:,} sent committed)")
+    print(
+        f"\nlatency ingest -> committed, real agent, UDP syslog + HTTP metrics at "
+        f"{lat['rate']:,.0f} events/s for {args.latency_seconds:.0f} s "
+        f"({lat['committed']:,} of {lat['sent']:,} sent committed)"
+    )
     for key in ("p50_ms", "p99_ms", "max_ms"):
         _row(key[:-3], lat[key], "ms", ".2f")
 

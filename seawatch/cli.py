@@ -137,3 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
+
+
+def reference() -> str:
+    """docs/cli.md: every command's --help, so the reference cannot drift (tests compare)."""
+    parser = build_parser()
+    out = [
+        "# Command-line reference",
+        "",
+        "Generated from the parser: `python -c 'from seawatch.cli import reference; "
+        'print(reference(), end="")\' > docs/cli.md`.',
+        "",
+    ]
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or path != "seawatch":
+            out.extend([f"## `{path}`", "", "```", p.format_help().rstrip(), "```", ""])
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, f"{path} {name}")
+
+    walk(parser, "seawatch")
+    return "\n".join(out)

@@ -251,7 +251,10 @@ class ShipAgent:
                 last_checkpoint = now
             if now - last_retention >= s.retention_check_s:
                 removed = self.store.apply_retention(
-                    time.time(), r.events_days, r.incidents_days, r.dead_letters_days,
+                    time.time(),
+                    r.events_days,
+                    r.incidents_days,
+                    r.dead_letters_days,
                     r.max_events_rows,
                 )
                 _log.info("retention", **removed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,7 @@ class Pipeline:
             self.detect.load_state(blob)
         if self.detect.hst is not None:
             self.detect.hst.saved = {
-                name[len(_STATE_DEVICE):]: model
+                name[len(_STATE_DEVICE) :]: model
                 for name, model in self.store.load_states(_STATE_DEVICE).items()
             }
         self.correlate.restore(self.store.active_incidents())
@@ -85,10 +86,12 @@ class Pipeline:
 
     def checkpoint_core(self) -> None:
         """Templates and the light detectors: small, saved whole."""
-        self.store.save_states({
-            _STATE_TEMPLATES: self.templates.dump_state(),
-            _STATE_DETECTORS: self.detect.dump_state(),
-        })
+        self.store.save_states(
+            {
+                _STATE_TEMPLATES: self.templates.dump_state(),
+                _STATE_DETECTORS: self.detect.dump_state(),
+            }
+        )
 
     def checkpoint_devices(self, count: int | None) -> int:
         """The next `count` device models in turn (all when None); returns how many."""
@@ -105,7 +108,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- one batch
 
-    def run_batch(self, items: list[Item]) -> Batch:
+    def run_batch(self, items: Sequence[Item]) -> Batch:
         t0 = time.time()
         b = Batch(stages={"start": t0})
         logs, metrics, dead = b.logs, b.metrics, b.dead_letters

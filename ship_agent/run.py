@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 import time
@@ -73,34 +72,34 @@ async def _main(settings: AgentSettings, policy: Any, args: argparse.Namespace) 
         flush=True,
     )
     agent.listeners.append(print_incidents)
-    tasks = []
+    waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
     if args.simulate:
         from ship_agent.simulator.live import simulate_against
 
-        tasks.append(
+        udp_port, http_port = agent.syslog.udp_port, agent.http_port
+        assert udp_port is not None and http_port is not None
+        waiters.append(
             asyncio.create_task(
                 simulate_against(
                     agent.ship_id,
                     settings.host,
-                    agent.syslog.udp_port,
-                    agent.http_port or 0,
+                    udp_port,
+                    http_port,
                     speed=args.speed,
                     duration_s=args.duration,
                     seed=args.seed,
                 )
             )
         )
-    waiters = [asyncio.create_task(stop.wait()), *tasks]
-    if args.duration is not None and not args.simulate:
+    elif args.duration is not None:
         waiters.append(asyncio.create_task(asyncio.sleep(args.duration)))
     t0 = time.monotonic()
     await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for task in waiters:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    for task in tasks:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    results = await asyncio.gather(*waiters, return_exceptions=True)
     await agent.stop()
+    failure = next((r for r in results if isinstance(r, Exception)), None)
+    if failure is not None:
+        raise failure
     print(f"stopped after {time.monotonic() - t0:.0f} s", flush=True)

@@ -152,8 +152,9 @@ def test_agent_restarts_warm_after_kill_9(tmp_path: Path) -> None:
     first = wait_for(lambda: httpx.get(f"{url}/api/v3/incidents").json()["items"])
     saved = {"templates", "detectors", "hst/vsat-modem-01"}
     db = data / "agent.db"
-    wait_for(lambda: {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM model_state")}
-             == saved)
+    wait_for(
+        lambda: {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM model_state")} == saved
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc, url = start()

@@ -187,7 +187,8 @@ def test_log_patterns_take_plain_words_and_regular_expressions(policy: Policy) -
     fleet = policy.model_copy(deep=True)
     patterns = [
         p.model_copy(update={"pattern": "disk [0-9]+ failed", "count": 2, "name": "rx"})
-        if p.name == "overheat_log" else p
+        if p.name == "overheat_log"
+        else p
         for p in policy.detect.log_patterns
     ]
     detect = fleet.detect.model_copy(update={"log_patterns": patterns})
@@ -197,8 +198,10 @@ def test_log_patterns_take_plain_words_and_regular_expressions(policy: Policy) -
     assert hit is not None and hit.detector == "pattern:rx"
     assert d.observe(logline("srv-01", "k", "disk x failed", T0 + 2)) is None
     # a plain-word alternation matches any of its words anywhere in the line
-    words = [d.observe(logline("h", "sshd", f"{w} for root", T0 + i))
-             for i, w in enumerate(["authentication failure", "Failed password"] * 3)]
+    words = [
+        d.observe(logline("h", "sshd", f"{w} for root", T0 + i))
+        for i, w in enumerate(["authentication failure", "Failed password"] * 3)
+    ]
     assert [h.detector for h in words if h] == ["pattern:ssh_auth_failures"]
 
 
@@ -208,8 +211,10 @@ def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) 
     rng = random.Random(5)
 
     def poll(d: HalfSpaceTreesDetector, i: int, cpu: float) -> list[float]:
-        hits = [d.observe(metric(dev, "net.cpu_pct", cpu + rng.gauss(0, 1), T0 + i * 60))
-                for dev in ("sw-1", "sw-2")]
+        hits = [
+            d.observe(metric(dev, "net.cpu_pct", cpu + rng.gauss(0, 1), T0 + i * 60))
+            for dev in ("sw-1", "sw-2")
+        ]
         return [h.score for h in hits if h is not None]
 
     for i in range(400):  # more than one HalfSpaceTrees window

@@ -42,8 +42,7 @@ def replay(sim: Simulator, duration: float, pipeline: Pipeline) -> int:
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_each_fault_opens_the_right_incident(scenario: str, tmp_path: Path,
-                                             policy: Policy) -> None:
+def test_each_fault_opens_the_right_incident(scenario: str, tmp_path: Path, policy: Policy) -> None:
     store = Store(tmp_path / "agent.db", "MV-E2E")
     pipeline = Pipeline(policy, store)
     sim = Simulator("MV-E2E", seed=5, start_ts=START)
@@ -51,7 +50,7 @@ def test_each_fault_opens_the_right_incident(scenario: str, tmp_path: Path,
     replay(sim, FAULT_AT + 3600, pipeline)
     incidents = list(store.conn.execute("SELECT type, device, first_seen FROM incidents"))
     assert [(t, d) for t, d, _ in incidents] == [(label.incident_type, label.device)]
-    (_, _, first_seen), = incidents
+    ((_, _, first_seen),) = incidents
     assert label.start_ts <= first_seen <= label.end_ts
     assert store.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
     store.close()
@@ -72,10 +71,29 @@ def test_a_day_of_normal_traffic_opens_no_incident(tmp_path: Path, policy: Polic
 def test_seawatch_ship_simulate_shows_incidents_over_real_sockets(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run(
-        [sys.executable, "-m", "seawatch", "ship", "--simulate", "--speed", "400",
-         "--duration", "900", "--data-dir", str(tmp_path / "ship"), "--http-port", "0",
-         "--syslog-port", "0", "--ship-id", "MV-SIM"],
-        capture_output=True, text=True, timeout=120, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "seawatch",
+            "ship",
+            "--simulate",
+            "--speed",
+            "400",
+            "--duration",
+            "900",
+            "--data-dir",
+            str(tmp_path / "ship"),
+            "--http-port",
+            "0",
+            "--syslog-port",
+            "0",
+            "--ship-id",
+            "MV-SIM",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -28,8 +28,12 @@ def test_ids_are_unique_and_sort_by_time() -> None:
 def test_naive_timestamps_are_refused_and_offsets_become_utc() -> None:
     with pytest.raises(ValidationError, match="timezone"):
         MetricSample(ts=datetime(2026, 1, 1), device="d", metric="m", value=1.0)  # noqa: DTZ001
-    s = MetricSample(ts=datetime(2026, 1, 1, 3, tzinfo=timezone(timedelta(hours=3))),
-                     device="d", metric="m", value=1.0)
+    s = MetricSample(
+        ts=datetime(2026, 1, 1, 3, tzinfo=timezone(timedelta(hours=3))),
+        device="d",
+        metric="m",
+        value=1.0,
+    )
     assert s.ts == datetime(2026, 1, 1, tzinfo=UTC) and s.ts.tzinfo is UTC
 
 
@@ -37,14 +41,23 @@ def test_non_finite_metric_values_are_refused() -> None:
     with pytest.raises(ValidationError, match="finite"):
         IngestBatch.model_validate_json(
             b'{"metrics": [{"ts": "2026-01-01T00:00:00Z", "device": "d", "metric": "m",'
-            b' "value": "NaN"}]}')
+            b' "value": "NaN"}]}'
+        )
 
 
 def test_taxonomy_is_the_domain_list_and_severity_orders() -> None:
     assert [t.value for t in IncidentType] == [
-        "link_degradation", "comms_outage", "resource_pressure", "network_issue",
-        "app_degradation", "auth_failure", "security_alert", "hardware_environment",
-        "navigation_data", "safety"]
+        "link_degradation",
+        "comms_outage",
+        "resource_pressure",
+        "network_issue",
+        "app_degradation",
+        "auth_failure",
+        "security_alert",
+        "hardware_environment",
+        "navigation_data",
+        "safety",
+    ]
     assert Severity.HIGH.escalated() is Severity.CRITICAL
     assert Severity.CRITICAL.escalated() is Severity.CRITICAL
     assert priority_for(Severity.CRITICAL) is Priority.URGENT
@@ -53,15 +66,33 @@ def test_taxonomy_is_the_domain_list_and_severity_orders() -> None:
 
 def _incident(version: int, narrative: str = "") -> Incident:
     now = datetime.now(UTC)
-    return Incident(tracking_id=new_id(), ship_id="MV-A", ts=now, id="01ABC", version=version,
-                    type=IncidentType.LINK_DEGRADATION, severity=Severity.HIGH, status="open",
-                    device="vsat-modem-01", devices=["vsat-modem-01"], corr_key="path:x",
-                    suppress_key="k", first_seen=now, last_seen=now, narrative=narrative)
+    return Incident(
+        tracking_id=new_id(),
+        ship_id="MV-A",
+        ts=now,
+        id="01ABC",
+        version=version,
+        type=IncidentType.LINK_DEGRADATION,
+        severity=Severity.HIGH,
+        status="open",
+        device="vsat-modem-01",
+        devices=["vsat-modem-01"],
+        corr_key="path:x",
+        suppress_key="k",
+        first_seen=now,
+        last_seen=now,
+        narrative=narrative,
+    )
 
 
 def test_wire_round_trip_small_raw_and_large_compressed() -> None:
-    hb = Heartbeat(tracking_id=new_id(), ship_id="MV-A", ts=datetime.now(UTC),
-                   agent_version="0.1.0", policy_version="p1")
+    hb = Heartbeat(
+        tracking_id=new_id(),
+        ship_id="MV-A",
+        ts=datetime.now(UTC),
+        agent_version="0.1.0",
+        policy_version="p1",
+    )
     small = wire.encode([hb])
     assert small[:4] == b"SW\x01\x00"
     assert wire.decode(small) == [hb]
@@ -72,13 +103,16 @@ def test_wire_round_trip_small_raw_and_large_compressed() -> None:
     assert wire.decode(frame) == many
 
 
-@pytest.mark.parametrize(("frame", "reason"), [
-    (b"XX\x01\x00[]", "bad magic"),
-    (b"SW\x09\x00[]", "newer than this reader"),
-    (b"SW\x01\x07[]", "unknown codec"),
-    (b"SW\x01\x01not zstd", "zstd"),
-    (b'SW\x01\x00[{"kind": "incident"}]', "invalid message"),
-])
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"XX\x01\x00[]", "bad magic"),
+        (b"SW\x09\x00[]", "newer than this reader"),
+        (b"SW\x01\x07[]", "unknown codec"),
+        (b"SW\x01\x01not zstd", "zstd"),
+        (b'SW\x01\x00[{"kind": "incident"}]', "invalid message"),
+    ],
+)
 def test_wire_rejects_bad_frames_with_a_reason(frame: bytes, reason: str) -> None:
     with pytest.raises(wire.WireError, match=reason):
         wire.decode(frame)

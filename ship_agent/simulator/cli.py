@@ -30,7 +30,9 @@ def sink_for(target: str, ship_id: str) -> Sink:
         return sink_class(url.hostname, url.port)
     if url.scheme in ("http", "https") and url.hostname:
         return HttpIngestSink(target, ship_id)
-    raise ValueError(f"cannot send to {target!r}: use udp://H:P, tcp://H:P, http://H:P or file:PATH")
+    raise ValueError(
+        f"cannot send to {target!r}: use udp://H:P, tcp://H:P, http://H:P or file:PATH"
+    )
 
 
 def parse_scenario(text: str, start_ts: float) -> tuple[str, float, float | None]:
@@ -44,8 +46,9 @@ def parse_scenario(text: str, start_ts: float) -> tuple[str, float, float | None
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    sim = Simulator(args.ship_id, seed=args.seed, start_ts=time.time(),
-                    extra_devices=args.extra_devices)
+    sim = Simulator(
+        args.ship_id, seed=args.seed, start_ts=time.time(), extra_devices=args.extra_devices
+    )
     try:
         for text in args.scenario:
             name, at, duration = parse_scenario(text, sim.start_ts)

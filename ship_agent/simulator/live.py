@@ -10,7 +10,7 @@ import time
 
 from ship_agent.simulator.engine import Simulator
 from ship_agent.simulator.scenarios import SCENARIOS
-from ship_agent.simulator.sinks import HttpIngestSink, UdpSyslogSink, run_simulation
+from ship_agent.simulator.sinks import HttpIngestSink, Sink, UdpSyslogSink, run_simulation
 
 FIRST_FAULT_S = 300.0  # let the detectors see some normal traffic first
 FAULT_EVERY_S = 1500.0  # simulated seconds between scripted faults
@@ -27,11 +27,21 @@ def scripted(sim: Simulator, duration_s: float) -> None:
         i += 1
 
 
-async def simulate_against(ship_id: str, host: str, udp_port: int, http_port: int, *,
-                           speed: float, duration_s: float | None, seed: int) -> int:
+async def simulate_against(
+    ship_id: str,
+    host: str,
+    udp_port: int,
+    http_port: int,
+    *,
+    speed: float,
+    duration_s: float | None,
+    seed: int,
+) -> int:
     duration = duration_s if duration_s is not None else FOREVER_S
     sim = Simulator(ship_id, seed=seed, start_ts=time.time())
     scripted(sim, duration)
-    sinks = [UdpSyslogSink(host, udp_port),
-             HttpIngestSink(f"http://{host}:{http_port}", ship_id, kinds=("metric",))]
+    sinks: list[Sink] = [
+        UdpSyslogSink(host, udp_port),
+        HttpIngestSink(f"http://{host}:{http_port}", ship_id, kinds=("metric",)),
+    ]
     return await run_simulation(sim, duration, sinks, speed)
