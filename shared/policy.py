@@ -137,6 +137,7 @@ class TemplatePolicy(Strict):
     max_clusters: int = Field(ge=10)
     new_template_grace_s: float = Field(ge=0)
     new_template_score: float = Field(ge=0, le=1)
+    rare_max_count: int = Field(ge=1)
 
 
 class ErrorBurstPolicy(Strict):
@@ -153,6 +154,7 @@ class MetricTypeRule(Strict):
 
 
 class DetectPolicy(Strict):
+    repeat_s: float = Field(gt=0)
     thresholds: list[ThresholdRule]
     log_patterns: list[LogPattern]
     robust: RobustPolicy

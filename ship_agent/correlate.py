@@ -213,7 +213,9 @@ class CorrelateStage:
     # ---------------------------------------------------------------- time and commands
 
     def tick(self, now: float) -> None:
-        """Escalate long-running incidents and resolve quiet ones."""
+        """Escalate long-running incidents, resolve quiet ones, forget expired suppressions."""
+        if self.suppressions:
+            self.suppressions = {k: until for k, until in self.suppressions.items() if until > now}
         for inc in list(self.active.values()):
             if now - inc.last_seen > self._p.windows_s[inc.type]:
                 self._resolve(inc, now, "quiet for its window")

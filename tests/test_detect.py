@@ -17,7 +17,7 @@ from tests.conftest import T0, logline, metric
 
 
 def test_threshold_needs_its_duration_and_rearms(policy: Policy) -> None:
-    d = ThresholdDetector(policy.detect.thresholds)
+    d = ThresholdDetector(policy.detect)
     # SNR 6.5 dB: below the 12 dB warning and the 7 dB floor; the floor needs 60 s.
     hits = [d.observe(metric("vsat-modem-01", "vsat.snr_db", 6.5, T0 + i * 20)) for i in range(3)]
     assert [h is None for h in hits] == [True, True, True]  # 0 s, 20 s, 40 s held
@@ -34,7 +34,7 @@ def test_threshold_needs_its_duration_and_rearms(policy: Policy) -> None:
 
 
 def test_threshold_ignores_normal_values(policy: Policy) -> None:
-    d = ThresholdDetector(policy.detect.thresholds)
+    d = ThresholdDetector(policy.detect)
     rng = random.Random(1)
     for i in range(1000):
         assert (
@@ -64,7 +64,7 @@ def test_robust_skips_excluded_series(policy: Policy) -> None:
 
 
 def test_half_space_trees_flag_an_unusual_kpi_vector(policy: Policy) -> None:
-    d = HalfSpaceTreesDetector(policy.detect.hst, policy.detect.type_of_metric)
+    d = HalfSpaceTreesDetector(policy.detect)
     rng = random.Random(3)
     hit = None
     n = policy.detect.hst.warmup_vectors + 300
@@ -206,8 +206,9 @@ def test_log_patterns_take_plain_words_and_regular_expressions(policy: Policy) -
 
 
 def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) -> None:
-    hst_policy = policy.detect.hst.model_copy(update={"warmup_vectors": 20})
-    live = HalfSpaceTreesDetector(hst_policy, policy.detect.type_of_metric)
+    hst = policy.detect.hst.model_copy(update={"warmup_vectors": 20})
+    detect = policy.detect.model_copy(update={"hst": hst})
+    live = HalfSpaceTreesDetector(detect)
     rng = random.Random(5)
 
     def poll(d: HalfSpaceTreesDetector, i: int, cpu: float) -> list[float]:
@@ -219,7 +220,7 @@ def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) 
 
     for i in range(400):  # more than one HalfSpaceTrees window
         poll(live, i, 30.0)
-    restored = HalfSpaceTreesDetector(hst_policy, policy.detect.type_of_metric)
+    restored = HalfSpaceTreesDetector(detect)
     restored.saved = {dev: live.dump_device(dev) for dev in live.devices}
     assert restored.devices == {}  # nothing unpickled until a device reports again
     state = rng.getstate()

@@ -20,12 +20,12 @@ from ship_agent.records import AnomalyHit, LogEvent, MetricEvent
 class DetectStage:
     def __init__(self, policy: Policy) -> None:
         d = policy.detect
-        self.metric_detectors: list[Any] = [ThresholdDetector(d.thresholds)]
+        self.metric_detectors: list[Any] = [ThresholdDetector(d)]
         if d.robust.enabled:
             self.metric_detectors.append(RobustDetector(d))
         self.hst: HalfSpaceTreesDetector | None = None
         if d.hst.enabled and policy.features.get("river_models", True):
-            self.hst = HalfSpaceTreesDetector(d.hst, d.type_of_metric)
+            self.hst = HalfSpaceTreesDetector(d)
             self.metric_detectors.append(self.hst)
         self.log_detectors: list[Any] = [LogPatternDetector(d), ErrorBurstDetector(d)]
         if policy.features.get("log_templates", True):

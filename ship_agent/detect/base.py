@@ -3,7 +3,7 @@
 A detector sees events one at a time in time order, learns from each, and may return an
 `AnomalyHit` carrying its evidence. Its state is plain picklable data, so the agent
 resumes warm after a restart. A condition that persists is reported again every
-`REPEAT_S` seconds, which keeps its incident open without a new version per sample.
+`detect.repeat_s` seconds, which keeps its incident open without a new version per sample.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Generic, Protocol, TypeVar
 
 from ship_agent.records import AnomalyHit, LogEvent, MetricEvent
-
-REPEAT_S = 60.0
 
 E = TypeVar("E", LogEvent, MetricEvent, contravariant=True)
 

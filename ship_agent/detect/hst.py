@@ -13,8 +13,7 @@ from typing import Any
 
 from river import anomaly, preprocessing
 
-from shared.policy import HstPolicy
-from ship_agent.detect.base import REPEAT_S
+from shared.policy import DetectPolicy
 from ship_agent.records import AnomalyHit, MetricEvent
 
 _SQUASH_Z = 12.0  # z = +-6 maps to the edges of [0, 1]
@@ -51,9 +50,10 @@ class HalfSpaceTreesDetector:
     name = "hst"
     state = ()
 
-    def __init__(self, policy: HstPolicy, type_of_metric: Any) -> None:
-        self._p = policy
-        self._type_of_metric = type_of_metric
+    def __init__(self, policy: DetectPolicy) -> None:
+        self._p = policy.hst
+        self._repeat = policy.repeat_s
+        self._type_of_metric = policy.type_of_metric
         self.devices: dict[str, _Device] = {}
         self.saved: dict[str, bytes] = {}  # checkpoints not yet unpickled
 
@@ -94,7 +94,7 @@ class HalfSpaceTreesDetector:
             d.consecutive = 0
             return None
         d.consecutive += 1
-        if d.consecutive < p.min_consecutive or (d.reported and d.ts - d.reported < REPEAT_S):
+        if d.consecutive < p.min_consecutive or (d.reported and d.ts - d.reported < self._repeat):
             return None
         d.reported = d.ts
         return AnomalyHit(

@@ -7,10 +7,8 @@ from collections import deque
 from collections.abc import Callable
 
 from shared.policy import DetectPolicy
-from ship_agent.detect.base import REPEAT_S
 from ship_agent.records import ERR, AnomalyHit, LogEvent
 
-_RARE_MAX = 3  # a template seen this few times, long after start-up, is rare
 _REGEX_SYNTAX = set("\\.^$*+?{}[]()")
 
 
@@ -49,6 +47,7 @@ class LogPatternDetector:
 
     def __init__(self, policy: DetectPolicy) -> None:
         self._patterns = policy.log_patterns
+        self._repeat = policy.repeat_s
         self._matchers = [_matcher(p.pattern) for p in self._patterns]
         self.windows: dict[tuple[str, int], _Window] = {}
 
@@ -65,7 +64,7 @@ class LogPatternDetector:
             if w is None:
                 w = self.windows[(ev.device, i)] = _Window()
             count = w.add(ev.ts, p.window_s)
-            if count < p.count or (w.reported and ev.ts - w.reported < REPEAT_S):
+            if count < p.count or (w.reported and ev.ts - w.reported < self._repeat):
                 continue
             w.reported = ev.ts
             if hit is None or p.score > hit.score:
@@ -95,6 +94,7 @@ class ErrorBurstDetector:
 
     def __init__(self, policy: DetectPolicy) -> None:
         self._p = policy.error_burst
+        self._repeat = policy.repeat_s
         self.windows: dict[str, _Window] = {}
 
     def observe(self, ev: LogEvent) -> AnomalyHit | None:
@@ -105,7 +105,7 @@ class ErrorBurstDetector:
         if w is None:
             w = self.windows[ev.device] = _Window()
         count = w.add(ev.ts, p.window_s)
-        if count < p.count or (w.reported and ev.ts - w.reported < REPEAT_S):
+        if count < p.count or (w.reported and ev.ts - w.reported < self._repeat):
             return None
         w.reported = ev.ts
         return AnomalyHit(
@@ -138,7 +138,7 @@ class TemplateNoveltyDetector:
             self.started = ev.ts
         n = self.counts.get(ev.template_id, 0) + 1
         self.counts[ev.template_id] = n
-        if n > _RARE_MAX or ev.ts - self.started < self._p.new_template_grace_s:
+        if n > self._p.rare_max_count or ev.ts - self.started < self._p.new_template_grace_s:
             return None
         novelty = "new" if n == 1 else "rare"
         score = self._p.new_template_score * (1.0 if n == 1 else 0.8)
@@ -158,4 +158,4 @@ class TemplateNoveltyDetector:
         )
 
 
-__all__ = ["ErrorBurstDetector", "LogPatternDetector", "TemplateNoveltyDetector", "REPEAT_S"]
+__all__ = ["ErrorBurstDetector", "LogPatternDetector", "TemplateNoveltyDetector"]

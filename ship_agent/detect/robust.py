@@ -9,7 +9,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from shared.policy import DetectPolicy
-from ship_agent.detect.base import REPEAT_S
 from ship_agent.records import AnomalyHit, MetricEvent
 
 _MEAN_ABS_TO_SD = 1.2533  # E|x - mu| = sigma * sqrt(2/pi) for a normal distribution
@@ -28,6 +27,7 @@ class RobustDetector:
         self._warmup = p.warmup_points
         self._floor = p.min_deviation
         self._weight = p.weight
+        self._repeat = policy.repeat_s
         self._exclude = p.exclude
         self._skip: dict[str, bool] = {}
         # (device, metric) -> [n, level, mean abs deviation, consecutive, last report]
@@ -65,7 +65,7 @@ class RobustDetector:
             s[3] = 0.0
             return None
         s[3] += 1
-        if s[3] < self._k or (s[4] and ev.ts - s[4] < REPEAT_S):
+        if s[3] < self._k or (s[4] and ev.ts - s[4] < self._repeat):
             return None
         s[4] = ev.ts
         strength = 1.0 - self._z / (2.0 * z)

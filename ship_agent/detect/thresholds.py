@@ -5,8 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 
-from shared.policy import ThresholdRule
-from ship_agent.detect.base import REPEAT_S
+from shared.policy import DetectPolicy, ThresholdRule
 from ship_agent.records import AnomalyHit, MetricEvent
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -21,9 +20,10 @@ class ThresholdDetector:
     name = "threshold"
     state = ("breaches",)
 
-    def __init__(self, rules: list[ThresholdRule]) -> None:
+    def __init__(self, policy: DetectPolicy) -> None:
+        self._repeat = policy.repeat_s
         self._rules: dict[str, list[tuple[ThresholdRule, Callable[[float, float], bool]]]] = {}
-        for rule in rules:
+        for rule in policy.thresholds:
             self._rules.setdefault(rule.metric, []).append((rule, _OPS[rule.op]))
         # (device, rule name) -> [breach start, last report or 0.0, first value]
         self.breaches: dict[tuple[str, str], list[float]] = {}
@@ -42,7 +42,7 @@ class ThresholdDetector:
             if state is None:
                 state = self.breaches[key] = [ev.ts, 0.0, ev.value]
             held = ev.ts - state[0]
-            if held < rule.for_s or (state[1] and ev.ts - state[1] < REPEAT_S):
+            if held < rule.for_s or (state[1] and ev.ts - state[1] < self._repeat):
                 continue
             state[1] = ev.ts
             candidate = AnomalyHit(
