@@ -34,6 +34,12 @@ def _ship(args: argparse.Namespace) -> int:
     return run_ship(args)
 
 
+def _hub(args: argparse.Namespace) -> int:
+    from shore_hub.run import run_hub, run_keys
+
+    return run_keys(args) if getattr(args, "keys_command", None) else run_hub(args)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from ship_agent.simulator.cli import run_simulate
 
@@ -44,6 +50,18 @@ def _bench_fastpath(args: argparse.Namespace) -> int:
     from bench.fastpath import main as fastpath
 
     return fastpath(args)
+
+
+def _bench_nab(args: argparse.Namespace) -> int:
+    from bench.nab.run import main as nab
+
+    return nab(args)
+
+
+def _bench_scenarios(args: argparse.Namespace) -> int:
+    from bench.scenarios.run import main as scenarios
+
+    return scenarios(args)
 
 
 def _add_ship_flags(p: argparse.ArgumentParser) -> None:
@@ -84,6 +102,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ship.add_argument("--seed", type=int, default=1)
     ship.set_defaults(func=_ship)
+
+    hub = sub.add_parser("hub", help="run the shore hub (or manage its API keys)")
+    hub.add_argument("--data-dir", type=Path, help="where the hub keeps its stores")
+    hub.add_argument("--http-port", type=int, help="API port (0 = any free port)")
+    hub.add_argument("--nats-port", type=int, help="port of the hub nats-server it starts")
+    hub.add_argument("--nats-url", help="use this hub nats-server instead of starting one")
+    hub.add_argument("--clickhouse-url", help="ClickHouse server (default: embedded chdb)")
+    hub.add_argument("--qdrant-url", help="Qdrant server (default: local mode)")
+    hub.add_argument("--workers", type=int, help="ingest workers in this process")
+    hub.add_argument("--no-memory", action="store_true", help="do not embed incidents")
+    hub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    hub.add_argument("--policy-dir", type=Path, help="fleet policy directory")
+    hub.add_argument("--config", type=Path, help="settings file (YAML)")
+    hub.set_defaults(func=_hub)
+    hub_sub = hub.add_subparsers(dest="hub_command")
+    keys = hub_sub.add_parser("keys", help="API keys: create prints a key once; revoke")
+    keys.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the hub's data")
+    keys.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="settings file")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument(
+        "--role", required=True, choices=["viewer", "operator", "approver", "admin"]
+    )
+    create.add_argument("--name", default="api", help="who or what the key is for")
+    create.add_argument("--ships", help="comma-separated ship ids the key may see (default all)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (sw_<id>_...)")
+    revoke.add_argument("key_id")
 
     sim = sub.add_parser("simulate", help="generate one ship's telemetry with labelled faults")
     sim.add_argument("--ship-id", default="MV-DEMO")
@@ -130,6 +175,26 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--rate", type=float, default=2000.0, help="events/s for the latency run")
     fast.add_argument("--latency-seconds", type=float, default=10.0)
     fast.set_defaults(func=_bench_fastpath)
+    from bench import hubstore, memory  # their flags are defined beside the benchmarks
+
+    store = bench_sub.add_parser("hubstore", help="fleet store: ingest rate, query p50/p99")
+    hubstore.add_arguments(store)
+    store.set_defaults(func=hubstore.main)
+    mem = bench_sub.add_parser("memory", help="incident memory: embedding rate, search p99")
+    memory.add_arguments(mem)
+    mem.set_defaults(func=memory.main)
+    nab = bench_sub.add_parser("nab", help="metric detectors on the Numenta Anomaly Benchmark")
+    nab.add_argument("--data-dir", type=Path, help="NAB corpus (default: ../shared/data/nab)")
+    nab.add_argument("--series", action="append", default=[], help="only names containing this")
+    nab.add_argument("--policy-dir", type=Path, help="fleet policy directory (default: built-in)")
+    nab.add_argument("--seeds", type=int, default=10, help="runs of the random detector")
+    nab.add_argument("--ablations", action="store_true", help="also score each lever removed")
+    nab.set_defaults(func=_bench_nab)
+    scen = bench_sub.add_parser("scenarios", help="incident-level scores on simulated faults")
+    scen.add_argument("--rounds", type=int, default=3, help="injections of each fault type")
+    scen.add_argument("--normal-days", type=float, default=7.0, help="days of normal traffic")
+    scen.add_argument("--seed", type=int, default=1)
+    scen.set_defaults(func=_bench_scenarios)
     return parser
 
 

@@ -108,15 +108,44 @@ class LogPattern(Strict):
         return v
 
 
-class RobustPolicy(Strict):
+class BaselinePolicy(Strict):
+    """How a statistical detector learns a series' normal: an EWMA level and mean absolute
+    deviation (rate `alpha` per sample, a plain running mean for the first samples), plus
+    the usual offset from that level in each of `daily_bins` slices of the UTC day, with a
+    memory of `profile_days` days, used once a slice has `profile_min_days` of samples
+    (0 bins: no daily profile)."""
+
     enabled: bool
     weight: float = Field(gt=0, le=1)
     exclude: list[str]
     alpha: float = Field(gt=0, lt=1)
-    z_threshold: float = Field(gt=0)
-    min_consecutive: int = Field(ge=1)
     warmup_points: int = Field(ge=1)
     min_deviation: float = Field(gt=0)
+    daily_bins: int = Field(ge=0, le=1440)
+    profile_days: float = Field(ge=1)
+    profile_min_days: float = Field(gt=0)
+    holdoff_points: int = Field(ge=0)
+
+
+class RobustPolicy(BaselinePolicy):
+    """Point anomalies: the mean |z| over the last `short_points` samples is compared with
+    its own running distribution (rate `likelihood_alpha`) and flagged when its upper tail
+    probability is below `likelihood_eps`; a value beyond the series' whole observed range
+    by `range_margin` of it, at least `range_min_z` deviations from normal, is flagged too."""
+
+    short_points: int = Field(ge=1, le=1000)
+    likelihood_alpha: float = Field(gt=0, lt=1)
+    likelihood_eps: float = Field(gt=0, lt=0.5)
+    range_margin: float = Field(ge=0)
+    range_min_z: float = Field(ge=0)
+
+
+class ChangepointPolicy(BaselinePolicy):
+    """Level shifts: a two-sided CUSUM of the standardised residual, less `drift` per
+    point, flagged when either side exceeds `threshold`, then restarted."""
+
+    drift: float = Field(ge=0)
+    threshold: float = Field(gt=0)
 
 
 class HstPolicy(Strict):
@@ -129,6 +158,8 @@ class HstPolicy(Strict):
     min_consecutive: int = Field(ge=1)
     warmup_vectors: int = Field(ge=1)
     seed: int
+    # a one-KPI device is the robust and change-point detectors' job
+    min_features: int = Field(default=2, ge=1)
 
 
 class TemplatePolicy(Strict):
@@ -158,6 +189,7 @@ class DetectPolicy(Strict):
     thresholds: list[ThresholdRule]
     log_patterns: list[LogPattern]
     robust: RobustPolicy
+    changepoint: ChangepointPolicy
     hst: HstPolicy
     templates: TemplatePolicy
     error_burst: ErrorBurstPolicy

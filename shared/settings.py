@@ -5,7 +5,7 @@ how long to keep) lives in the policy bundle, not here; settings say where and w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import Field
@@ -26,15 +26,41 @@ class AgentSettings(BaseSettings):
     checkpoint_s: float = Field(default=60.0, gt=0)
     retention_check_s: float = Field(default=3600.0, gt=0)
 
-    @classmethod
-    def load(cls, file: Path | None = None, **overrides: Any) -> AgentSettings:
-        values: dict[str, Any] = {}
-        if file is not None:
-            loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{file}: settings file must be a mapping")
-            values.update(loaded)
-        env = cls()  # environment and defaults
-        merged = {**values, **env.model_dump(exclude_unset=True)}
-        merged.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**merged)
+
+class HubSettings(BaseSettings):
+    """The shore hub: embedded defaults (own nats-server, chdb, Qdrant local) unless URLs
+    of production services are given."""
+
+    model_config = SettingsConfigDict(env_prefix="SEAWATCH_HUB_", extra="forbid")
+
+    data_dir: Path = Path("data/hub")
+    policy_dir: Path | None = None
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8480, ge=0, le=65535)
+    nats_port: int = Field(default=0, ge=0, le=65535)
+    nats_url: str | None = None  # an existing hub nats-server instead of starting one
+    clickhouse_url: str | None = None  # a ClickHouse server instead of embedded chdb
+    clickhouse_database: str = "seawatch"
+    clickhouse_path: Path | None = None  # embedded chdb data (default: data_dir/clickhouse)
+    qdrant_url: str | None = None  # a Qdrant server instead of local mode
+    embeddings_url: str | None = None  # OpenAI-compatible API root incl. /v1 (…/v1/embeddings)
+    workers: int = Field(default=2, ge=1, le=64)
+    memory: bool = True  # embed incidents into Qdrant
+    log_level: str = "INFO"
+    live_buffer: int = Field(default=256, ge=1)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], file: Path | None = None, **overrides: Any) -> S:
+    """Defaults < settings file (YAML) < SEAWATCH_* environment < explicit overrides (flags)."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{file}: settings file must be a mapping")
+        values.update(loaded)
+    values.update(cls().model_dump(exclude_unset=True))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)

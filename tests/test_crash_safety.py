@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import wait_for
 
@@ -137,17 +138,22 @@ def test_agent_restarts_warm_after_kill_9(tmp_path: Path) -> None:
         return proc, banner.split("API ")[1].split()[0]
 
     proc, url = start()
-    batch = {
-        "metrics": [
-            {
-                "ts": f"2026-09-21T14:{i // 3:02d}:{(i % 3) * 20:02d}Z",
-                "device": "vsat-modem-01",
-                "metric": "vsat.snr_db",
-                "value": 8.0,
-            }
-            for i in range(30)
-        ]
-    }
+
+    def fade(first_minute: int, samples: int) -> dict[str, Any]:
+        """SNR 8 dB every 20 s from 14:<first_minute> on."""
+        return {
+            "metrics": [
+                {
+                    "ts": f"2026-09-21T14:{first_minute + i // 3:02d}:{(i % 3) * 20:02d}Z",
+                    "device": "vsat-modem-01",
+                    "metric": "vsat.snr_db",
+                    "value": 8.0,
+                }
+                for i in range(samples)
+            ]
+        }
+
+    batch = fade(0, 30)
     assert httpx.post(f"{url}/api/v3/ingest", json=batch).status_code == 202
     first = wait_for(lambda: httpx.get(f"{url}/api/v3/incidents").json()["items"])
     saved = {"templates", "detectors", "hst/vsat-modem-01"}
@@ -162,17 +168,7 @@ def test_agent_restarts_warm_after_kill_9(tmp_path: Path) -> None:
         again = httpx.get(f"{url}/api/v3/incidents").json()["items"]
         assert [i["id"] for i in again] == [i["id"] for i in first]
         # the same fault continuing joins the restored incident instead of opening another
-        more = {
-            "metrics": [
-                {
-                    "ts": f"2026-09-21T14:{10 + i // 3:02d}:{(i % 3) * 20:02d}Z",
-                    "device": "vsat-modem-01",
-                    "metric": "vsat.snr_db",
-                    "value": 8.0,
-                }
-                for i in range(9)
-            ]
-        }
+        more = fade(10, 9)
         assert httpx.post(f"{url}/api/v3/ingest", json=more).status_code == 202
         wait_for(lambda: httpx.get(f"{url}/api/v3/stats").json()["events"].get("metric") == 39)
         items = httpx.get(f"{url}/api/v3/incidents").json()["items"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
 
 from shared.policy import Policy
 from ship_agent.detect import DetectStage
+from ship_agent.detect.changepoint import ChangepointDetector
 from ship_agent.detect.hst import HalfSpaceTreesDetector
 from ship_agent.detect.logs import ErrorBurstDetector, LogPatternDetector, TemplateNoveltyDetector
 from ship_agent.detect.robust import RobustDetector
@@ -46,15 +48,93 @@ def test_threshold_ignores_normal_values(policy: Policy) -> None:
 def test_robust_statistics_find_a_level_shift_not_noise(policy: Policy) -> None:
     d = RobustDetector(policy.detect)
     rng = random.Random(2)
-    for i in range(500):
+    for i in range(2000):
         assert d.observe(metric("fw-01", "net.mem_pct", 40 + rng.gauss(0, 1), T0 + i * 45)) is None
-    hits = [d.observe(metric("fw-01", "net.mem_pct", 80.0, T0 + (500 + i) * 45)) for i in range(3)]
-    assert hits[0] is None and hits[1] is None  # needs min_consecutive points
-    hit = hits[2]
+    hits = [d.observe(metric("fw-01", "net.mem_pct", 80.0, T0 + (2000 + i) * 45)) for i in range(3)]
+    hit = hits[0]  # far beyond anything seen: reported at once
     assert hit is not None and hit.detector == "robust" and hit.incident_type == "resource_pressure"
-    assert hit.evidence["z"] > policy.detect.robust.z_threshold
+    assert hit.evidence["z"] > policy.detect.robust.range_min_z
+    assert hit.evidence["range"][1] < 45
     # corroborates only: below the score that opens an incident on its own
     assert hit.score < policy.correlate.open_min_score
+    assert hits[1] is None and hits[2] is None  # one report per episode, not one per sample
+
+
+def test_robust_likelihood_flags_a_run_of_unusual_deviations(policy: Policy) -> None:
+    """No single value leaves the range, but a run of them is far out of the series' habit."""
+    d = RobustDetector(policy.detect)
+    rng = random.Random(6)
+    for i in range(3000):
+        assert d.observe(metric("fw-01", "net.mem_pct", 40 + rng.gauss(0, 1), T0 + i * 45)) is None
+    hit = None
+    for i in range(3000, 3040):
+        hit = hit or d.observe(metric("fw-01", "net.mem_pct", 40 + 3.0 * (-1) ** i, T0 + i * 45))
+    assert hit is not None
+    assert hit.evidence["tail_probability"] < policy.detect.robust.likelihood_eps
+    low, high = hit.evidence["range"]
+    assert low < hit.evidence["value"] < high
+
+
+def test_daily_profile_makes_the_evening_normal_and_its_load_at_noon_not(policy: Policy) -> None:
+    """Four days of a quiet day and a busy evening, then the evening's load at noon."""
+
+    def day_curve(ts: float) -> float:
+        return 70.0 if 18 <= ts % 86_400 / 3600 < 23 else 30.0
+
+    def run(bins: int) -> tuple[int, bool]:
+        robust = policy.detect.robust.model_copy(update={"daily_bins": bins})
+        d = RobustDetector(policy.detect.model_copy(update={"robust": robust}))
+        rng = random.Random(7)
+        start = 1_790_035_200.0  # a midnight (UTC)
+        late = 0
+        for i in range(4 * 1440):
+            ts = start + i * 60
+            if d.observe(metric("ap-1", "net.cpu_pct", day_curve(ts) + rng.gauss(0, 1), ts)):
+                late += i >= 2 * 1440  # days 3 and 4
+        noon = start + 4 * 86_400 + 12 * 3600
+        caught = any(
+            d.observe(metric("ap-1", "net.cpu_pct", 70 + rng.gauss(0, 1), noon + i * 60))
+            for i in range(30)
+        )
+        return late, caught
+
+    assert run(24) == (0, True)
+    assert run(0)[1] is False  # without the profile, 70 is just the series' usual range
+
+
+def test_changepoint_finds_a_sustained_shift_and_not_noise(policy: Policy) -> None:
+    d = ChangepointDetector(policy.detect)
+    rng = random.Random(8)
+    for i in range(2000):
+        assert d.observe(metric("sw-1", "net.temp_c", 36 + rng.gauss(0, 1), T0 + i * 60)) is None
+    hits = [
+        d.observe(metric("sw-1", "net.temp_c", 42 + rng.gauss(0, 1), T0 + i * 60))
+        for i in range(2000, 2100)
+    ]
+    found = [h for h in hits if h is not None]
+    assert len(found) == 1 and found[0].detector == "changepoint"
+    assert (
+        found[0].evidence["direction"] == "up" and found[0].incident_type == "hardware_environment"
+    )
+    assert found[0].score < policy.correlate.open_min_score
+
+
+def test_statistical_hold_off_is_per_series(policy: Policy) -> None:
+    d = RobustDetector(policy.detect)
+    hold = policy.detect.robust.holdoff_points
+    rng = random.Random(9)
+    for i in range(2000):
+        for dev in ("h1", "h2"):
+            d.observe(metric(dev, "host.mem_pct", 50 + rng.gauss(0, 1), T0 + i * 30))
+    first = d.observe(metric("h1", "host.mem_pct", 99.0, T0 + 2000 * 30))
+    other = d.observe(metric("h2", "host.mem_pct", 99.0, T0 + 2000 * 30))
+    assert first is not None and other is not None
+    quiet = [
+        d.observe(metric("h1", "host.mem_pct", 200.0 + i, T0 + (2001 + i) * 30))
+        for i in range(hold)
+    ]
+    assert quiet == [None] * hold
+    assert d.observe(metric("h1", "host.mem_pct", 500.0, T0 + (2001 + hold) * 30)) is not None
 
 
 def test_robust_skips_excluded_series(policy: Policy) -> None:
@@ -206,7 +286,7 @@ def test_log_patterns_take_plain_words_and_regular_expressions(policy: Policy) -
 
 
 def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) -> None:
-    hst = policy.detect.hst.model_copy(update={"warmup_vectors": 20})
+    hst = policy.detect.hst.model_copy(update={"warmup_vectors": 20, "min_features": 1})
     detect = policy.detect.model_copy(update={"hst": hst})
     live = HalfSpaceTreesDetector(detect)
     rng = random.Random(5)
@@ -229,3 +309,32 @@ def test_device_models_checkpoint_one_by_one_and_restore_lazily(policy: Policy) 
     assert [poll(restored, 400 + i, 99.0) for i in range(5)] == expected
     assert set(restored.devices) == {"sw-1", "sw-2"} and restored.saved == {}
     assert any(expected)  # the models were warm enough to score the jump
+
+
+def test_half_space_trees_leave_one_kpi_devices_to_the_series_detectors(policy: Policy) -> None:
+    hst = policy.detect.hst.model_copy(update={"warmup_vectors": 20})
+    d = HalfSpaceTreesDetector(policy.detect.model_copy(update={"hst": hst}))
+    rng = random.Random(10)
+    hits = [
+        d.observe(
+            metric("ups-1", "ups.load_pct", (30 if i < 400 else 99) + rng.gauss(0, 1), T0 + i)
+        )
+        for i in range(420)
+    ]
+    assert hits == [None] * 420 and d.devices["ups-1"].seen == 0
+
+
+def test_a_checkpoint_from_an_older_state_layout_restores_the_rest_cold(policy: Policy) -> None:
+    """Before the upgrade robust kept a list of floats per series; that must not crash."""
+    old = pickle.dumps(
+        {
+            "robust": {"series": {("fw-01", "net.mem_pct"): [600.0, 40.0, 1.0, 0.0, 0.0]}},
+            "pattern": {"windows": {("crew-srv-01", 0): "kept"}},
+        }
+    )
+    stage = DetectStage(policy)
+    stage.load_state(old)
+    robust = next(d for d in stage.metric_detectors if d.name == "robust")
+    pattern = next(d for d in stage.log_detectors if d.name == "pattern")
+    assert robust.series == {} and pattern.windows == {("crew-srv-01", 0): "kept"}
+    assert stage.apply([], [metric("fw-01", "net.mem_pct", 41.0, T0)]) == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,32 +11,16 @@ import orjson
 import pytest
 
 from shared.policy import Policy
-from tests.conftest import SHIP, nats_server_binary, start_agent, stop_agent, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from sync.natsserver import NatsServer
+from tests.conftest import SHIP, start_agent, stop_agent, wait_for
 
 
 @pytest.fixture
 def nats_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def listening() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(listening)
-    yield f"nats://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = NatsServer("ship-local", tmp_path / "nats", domain="MV-TEST")
+    server.start()
+    yield server.url
+    server.stop()
 
 
 def test_nats_batches_are_ingested_and_bad_ones_dead_lettered(

@@ -50,6 +50,8 @@ METRIC_RULES: dict[str, tuple[str, str, float, float]] = {
     "disk_full": ("host.disk_pct", ">", 90.0, 60),
     "no_fix": ("nav.fix_quality", "<", 1.0, 30),
     "hot": ("net.temp_c", ">", 55.0, 60),
+    "mem_high": ("host.mem_pct", ">", 95.0, 300),
+    "host_cpu_high": ("host.cpu_pct", ">", 95.0, 300),
 }
 # rule -> (every one of these in the line, count, within seconds)
 LOG_RULES: dict[str, tuple[tuple[bytes, ...], int, float]] = {
@@ -60,6 +62,9 @@ LOG_RULES: dict[str, tuple[tuple[bytes, ...], int, float]] = {
     "no_space": ((b"No space left on device",), 1, 60),
     "fix_lost": ((b"GPS fix lost",), 1, 60),
     "temp_log": ((b"temperature above threshold",), 1, 60),
+    "auth_failures": ((b"Failed password",), 5, 300),
+    "oom": ((b"Out of memory: Killed process",), 1, 60),
+    "card_auth": ((b"authorisation failed",), 20, 60),
 }
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda v, t: v < t,
@@ -304,13 +309,30 @@ EXPECTED: dict[str, tuple[str, str, set[tuple[str, str]]]] = {
         {("disk_full", "pos-srv-01"), ("no_space", "pos-srv-01")},
     ),
     "service_crash_loop": ("app_degradation", "res-srv-01", {("crash", "res-srv-01")}),
-    "sshd_bruteforce": ("security_alert", "crew-srv-01", {("bruteforce", "crew-srv-01")}),
+    "sshd_bruteforce": (
+        "security_alert",
+        "crew-srv-01",
+        {("bruteforce", "crew-srv-01"), ("auth_failures", "crew-srv-01")},
+    ),
     "gps_fix_loss": ("navigation_data", "gps-01", {("no_fix", "gps-01"), ("fix_lost", "gps-01")}),
     "overheating": (
         "hardware_environment",
         "sw-bridge-01",
         {("hot", "sw-bridge-01"), ("temp_log", "sw-bridge-01")},
     ),
+    "vsat_outage": (
+        "comms_outage",
+        MODEM,
+        {("link_down", MODEM), ("snr_low", MODEM), ("ber_high", MODEM)},
+    ),
+    "memory_leak": (
+        "resource_pressure",
+        "ent-srv-01",
+        {("mem_high", "ent-srv-01"), ("oom", "ent-srv-01")},
+    ),
+    "crew_login_failures": ("auth_failure", "crew-srv-01", {("auth_failures", "crew-srv-01")}),
+    "payment_gateway_errors": ("app_degradation", "pos-srv-01", {("card_auth", "pos-srv-01")}),
+    "cpu_runaway": ("resource_pressure", "res-srv-01", {("host_cpu_high", "res-srv-01")}),
 }
 
 
@@ -322,8 +344,8 @@ def run_fault(name: str, **inject: Any) -> tuple[Label, list[SimEvent]]:
     return label, events
 
 
-def test_the_catalogue_has_the_ten_scenarios() -> None:
-    assert set(SCENARIOS) == set(EXPECTED)
+def test_the_catalogue_has_every_expected_scenario() -> None:
+    assert set(SCENARIOS) == set(EXPECTED) and len(SCENARIOS) >= 12
     for name, cls in SCENARIOS.items():
         assert 600 <= cls.duration_s <= 1800, name
 
@@ -409,6 +431,7 @@ def test_overlapping_faults_each_keep_their_signature() -> None:
         ("ber_high", MODEM),
         ("cpu_high", "fw-01"),
         ("bruteforce", "crew-srv-01"),
+        ("auth_failures", "crew-srv-01"),
     }
 
 

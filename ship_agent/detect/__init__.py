@@ -1,7 +1,7 @@
 """Detect: every detector over every event of a batch, in time order.
 
 Policy rules (thresholds, log patterns) decide; statistical detectors (robust statistics,
-River HalfSpaceTrees, template novelty) corroborate and explain.
+change points, River HalfSpaceTrees, template novelty) corroborate and explain.
 """
 
 from __future__ import annotations
@@ -10,11 +10,20 @@ import pickle
 from typing import Any
 
 from shared.policy import Policy
+from ship_agent.detect.changepoint import ChangepointDetector
 from ship_agent.detect.hst import HalfSpaceTreesDetector
 from ship_agent.detect.logs import ErrorBurstDetector, LogPatternDetector, TemplateNoveltyDetector
 from ship_agent.detect.robust import RobustDetector
 from ship_agent.detect.thresholds import ThresholdDetector
 from ship_agent.records import AnomalyHit, LogEvent, MetricEvent
+
+
+_VERSION = "__version__"
+
+
+def _version(detector: Any) -> int:
+    """Layout version of a detector's state (`state_version`, 1 when it never changed)."""
+    return int(getattr(detector, "state_version", 1))
 
 
 class DetectStage:
@@ -23,6 +32,8 @@ class DetectStage:
         self.metric_detectors: list[Any] = [ThresholdDetector(d)]
         if d.robust.enabled:
             self.metric_detectors.append(RobustDetector(d))
+        if d.changepoint.enabled:
+            self.metric_detectors.append(ChangepointDetector(d))
         self.hst: HalfSpaceTreesDetector | None = None
         if d.hst.enabled and policy.features.get("river_models", True):
             self.hst = HalfSpaceTreesDetector(d)
@@ -51,14 +62,22 @@ class DetectStage:
 
     def dump_state(self) -> bytes:
         return pickle.dumps(
-            {d.name: {a: getattr(d, a) for a in d.state} for d in self._all()},
+            {
+                d.name: {_VERSION: _version(d), **{a: getattr(d, a) for a in d.state}}
+                for d in self._all()
+            },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
     def load_state(self, blob: bytes) -> None:
+        """Restore each detector whose saved state has its current layout; a detector whose
+        layout changed since the checkpoint (an upgrade) starts cold instead of crashing."""
         saved = pickle.loads(blob)
         for d in self._all():
-            for attr, value in saved.get(d.name, {}).items():
+            state = dict(saved.get(d.name, {}))
+            if state.pop(_VERSION, 1) != _version(d):
+                continue
+            for attr, value in state.items():
                 setattr(d, attr, value)
 
     def _all(self) -> list[Any]:

@@ -84,6 +84,8 @@ class HalfSpaceTreesDetector:
     def _score(self, device: str, d: _Device) -> AnomalyHit | None:
         p = self._p
         x = d.vector
+        if len(x) < p.min_features:
+            return None
         d.seen += 1
         d.scaler.learn_one(x)  # type: ignore[no-untyped-call]
         z = d.scaler.transform_one(x)  # type: ignore[no-untyped-call]

@@ -1,82 +1,114 @@
-"""Per-series robust online statistics: EWMA level and EWMA absolute deviation.
+"""Point anomalies per series: how unlikely the recent residuals are, and never-seen values.
 
-Outliers are clipped before they update the level (Huber style), so one spike does not
-drag the baseline; the deviation floor keeps flat series from scoring noise as anomalies.
+A fixed z threshold is wrong for most series: some are calm, some are always jumpy. Instead
+the mean |z| over the last few samples is compared with its own running distribution, and
+a sample is anomalous when that mean is further in the tail than `likelihood_eps` (the
+anomaly-likelihood idea: judge a score against the series' own history of scores). A value
+beyond everything the series has shown, and far from what was expected, is anomalous at
+once. After a report the series stays quiet for `holdoff_points` samples: one alarm per
+episode is what a corroborating detector owes, and a run of repeats is only noise.
 """
 
 from __future__ import annotations
 
+import math
+from array import array
 from fnmatch import fnmatchcase
 
 from shared.policy import DetectPolicy
+from ship_agent.detect.baseline import Baseline
 from ship_agent.records import AnomalyHit, MetricEvent
 
-_MEAN_ABS_TO_SD = 1.2533  # E|x - mu| = sigma * sqrt(2/pi) for a normal distribution
+_Z_CAP = 50.0  # one wild sample must not dominate the short-term mean for long
+_SQRT2 = math.sqrt(2.0)
+
+
+class _Series(Baseline):
+    __slots__ = ("recent", "pos", "total", "mean", "var", "low", "high")
+
+    def __init__(self, bins: int, short: int) -> None:
+        super().__init__(bins)
+        self.recent = array("d", bytes(8 * short))  # ring of the last |z| values
+        self.pos = 0
+        self.total = 0.0
+        self.mean = 0.0  # running distribution of the short-term mean |z|
+        self.var = 0.0
+        self.low = math.inf
+        self.high = -math.inf
 
 
 class RobustDetector:
     name = "robust"
     state = ("series",)
+    state_version = 2  # per-series Baseline objects (1: lists of floats)
 
     def __init__(self, policy: DetectPolicy) -> None:
-        p = policy.robust
         self._policy = policy
-        self._alpha = p.alpha
-        self._z = p.z_threshold
-        self._k = p.min_consecutive
-        self._warmup = p.warmup_points
-        self._floor = p.min_deviation
-        self._weight = p.weight
-        self._repeat = policy.repeat_s
-        self._exclude = p.exclude
+        self._p = policy.robust
         self._skip: dict[str, bool] = {}
-        # (device, metric) -> [n, level, mean abs deviation, consecutive, last report]
-        self.series: dict[tuple[str, str], list[float]] = {}
+        self.series: dict[tuple[str, str], _Series] = {}
 
     def _skipped(self, metric: str) -> bool:
         skip = self._skip.get(metric)
         if skip is None:
-            skip = self._skip[metric] = any(fnmatchcase(metric, p) for p in self._exclude)
+            skip = self._skip[metric] = any(fnmatchcase(metric, p) for p in self._p.exclude)
         return skip
 
     def observe(self, ev: MetricEvent) -> AnomalyHit | None:
         if self._skipped(ev.metric):
             return None
+        p = self._p
         key = (ev.device, ev.metric)
         s = self.series.get(key)
-        x = ev.value
         if s is None:
-            self.series[key] = [1.0, x, 0.0, 0.0, 0.0]
+            s = self.series[key] = _Series(p.daily_bins, p.short_points)
+        x = ev.value
+        s.score(ev.ts, x, p)
+        az = min(abs(s.z), _Z_CAP)
+        s.total += az - s.recent[s.pos]
+        s.recent[s.pos] = az
+        s.pos = (s.pos + 1) % len(s.recent)
+        short = s.total / min(s.n, len(s.recent))
+        low, high = s.low, s.high
+        s.low, s.high = min(low, x), max(high, x)
+        learned = s.n - p.warmup_points
+        if learned <= 0:
             return None
-        n, level, dev = s[0], s[1], s[2]
-        s[0] = n + 1
-        if n < self._warmup:
-            a = 1.0 / (n + 1)  # plain running mean while warming up
-            s[1] = level + a * (x - level)
-            s[2] = dev + a * (abs(x - level) - dev)
+        # tail probability of the short-term mean under its own running normal fit, once
+        # that fit has seen as many points as the baseline did
+        tail = 1.0
+        if learned > p.warmup_points and s.var > 0.0:
+            tail = 0.5 * math.erfc((short - s.mean) / math.sqrt(s.var) / _SQRT2)
+        d = short - s.mean
+        a = max(p.likelihood_alpha, 1.0 / learned)
+        s.mean += a * d
+        s.var = (1.0 - a) * (s.var + a * d * d)
+        margin = p.range_margin * (high - low)
+        outside = p.range_margin > 0 and (x > high + margin or x < low - margin)
+        if tail >= p.likelihood_eps and not (outside and az >= p.range_min_z):
             return None
-        scale = max(dev * _MEAN_ABS_TO_SD, self._floor, abs(level) * 1e-4)
-        z = abs(x - level) / scale
-        limit = self._z * scale
-        clipped = level + max(-limit, min(limit, x - level))
-        s[1] = level + self._alpha * (clipped - level)
-        s[2] = dev + self._alpha * (min(abs(x - level), limit) - dev)
-        if z < self._z:
-            s[3] = 0.0
+        if s.hold(p):
             return None
-        s[3] += 1
-        if s[3] < self._k or (s[4] and ev.ts - s[4] < self._repeat):
-            return None
-        s[4] = ev.ts
-        strength = 1.0 - self._z / (2.0 * z)
+        s.last_hit = s.n
+        why = "beyond its whole observed range" if tail >= p.likelihood_eps else "unlikely run"
         return AnomalyHit(
             detector="robust",
             incident_type=self._policy.type_of_metric(ev.metric).value,
             device=ev.device,
             ts=ev.ts,
-            score=round(self._weight * strength, 4),
+            score=round(p.weight * az / (az + 2.0), 4),
             tracking_id=ev.tracking_id,
-            summary=f"{ev.metric} = {x:g}, {z:.1f} deviations from its normal {level:g}",
-            evidence={"series": ev.metric, "value": x, "baseline": level, "z": round(z, 2)},
+            summary=(
+                f"{ev.metric} = {x:g}, expected about {s.expected:g} ({s.z:+.1f} deviations): {why}"
+            ),
+            evidence={
+                "series": ev.metric,
+                "value": x,
+                "baseline": s.expected,
+                "z": round(s.z, 2),
+                "short_mean_z": round(short, 2),
+                "tail_probability": float(f"{tail:.3g}"),
+                "range": [low, high],
+            },
             key=ev.metric,
         )

@@ -7,7 +7,7 @@ against the wall clock. See `scenarios` for the fault catalogue.
 
 from .engine import Simulator
 from .events import Label, SimEvent
-from .scenarios import SCENARIOS, Scenario, Shape
+from .scenarios import MAINTENANCE_WINDOW, SCENARIOS, Scenario, Shape
 from .sinks import (
     HttpIngestSink,
     JsonlFileSink,
@@ -19,6 +19,7 @@ from .sinks import (
 )
 
 __all__ = [
+    "MAINTENANCE_WINDOW",
     "SCENARIOS",
     "HttpIngestSink",
     "JsonlFileSink",

@@ -28,10 +28,16 @@ if TYPE_CHECKING:
     from .scenarios import Scenario
 
 _DAY = 86400.0
+BOARDING_S = 3600.0  # the last hour alongside
+ASHORE_FROM_MIN, ASHORE_UNTIL_MIN = 8 * 60, 17 * 60  # local time guests spend ashore
 
 
 class Context:
-    """What every source needs to know about the current chunk of simulated time."""
+    """What every source needs to know about the current chunk of simulated time.
+
+    In port the day changes shape: guests go ashore in the day and all come back in the
+    last hour before departure, a benign burst of Wi-Fi joins and captive-portal logins.
+    """
 
     __slots__ = ("voyage", "log", "faults", "guest", "crew", "guest_rate", "crew_rate")
 
@@ -46,6 +52,17 @@ class Context:
         minute = local_minute(t, self.voyage.at(t)[1])
         self.guest, self.crew = GUEST_ACTIVITY[minute], CREW_ACTIVITY[minute]
         self.guest_rate, self.crew_rate = GUEST_RATE[minute], CREW_RATE[minute]
+        to_departure = self.voyage.alongside(t)
+        if to_departure < 0:
+            return
+        if to_departure <= BOARDING_S:
+            # all aboard: guests stream back and every phone rejoins the Wi-Fi at once
+            self.guest = min(1.0, self.guest + 0.4)
+            self.guest_rate *= 2.5
+        elif ASHORE_FROM_MIN <= minute < ASHORE_UNTIL_MIN:
+            # a port day: most guests are ashore
+            self.guest *= 0.5
+            self.guest_rate *= 0.5
 
 
 class Poller:

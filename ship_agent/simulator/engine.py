@@ -22,11 +22,13 @@ from typing import Protocol
 from .background import Background
 from .devices import Context, make_poller
 from .events import Label, SimEvent
-from .scenarios import SCENARIOS, Scenario
+from .scenarios import MAINTENANCE, MAINTENANCE_WINDOW, SCENARIOS, Scenario
 from .ship import DeviceSpec, Voyage, ship_devices
 from .syslog import Syslog
 
 CHUNK_S = 60.0
+_WEEK = 7 * 86_400.0
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LOG_SHARE = 0.7  # of all events, at the default log rate
 _TS = attrgetter("ts")
 
@@ -71,7 +73,10 @@ class Simulator:
     """Telemetry of one ship, deterministic for a given (ship_id, seed, start_ts).
 
     `log_rate_per_s` is the mean rate of background log lines; by default it is set so
-    that logs make up ~70 % of all events, whatever `extra_devices` adds.
+    that logs make up ~70 % of all events, whatever `extra_devices` adds. With
+    `maintenance`, the crew does its planned work in the weekly maintenance window
+    (`MAINTENANCE_WINDOW`): a switch reload and host patching that look like faults and
+    are not; `maintenance_labels` says when.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class Simulator:
         extra_devices: int = 0,
         *,
         log_rate_per_s: float | None = None,
+        maintenance: bool = False,
     ) -> None:
         self.ship_id = ship_id
         self.seed = seed
@@ -95,6 +101,7 @@ class Simulator:
             metric_rate * LOG_SHARE / (1 - LOG_SHARE) if log_rate_per_s is None else log_rate_per_s
         )
         self._injections: list[_Injection] = []
+        self.maintenance = maintenance
 
     def inject(
         self,
@@ -133,6 +140,28 @@ class Simulator:
     def labels(self) -> list[Label]:
         return [i.label() for i in sorted(self._injections, key=attrgetter("start_ts", "index"))]
 
+    def maintenance_labels(self, duration_s: float) -> list[Label]:
+        """The planned work a run of `duration_s` contains (none without `maintenance`)."""
+        return [i.label() for i in self._maintenance(self.start_ts + duration_s)]
+
+    def _maintenance(self, end: float) -> list[_Injection]:
+        if not self.maintenance:
+            return []
+        weekday, opens, _closes = MAINTENANCE_WINDOW
+        hours, minutes = opens.split(":")
+        # 1970-01-01 was a Thursday: Sunday is 3 days after the epoch, plus whole weeks
+        offset = (_WEEKDAYS.index(weekday) - 3) % 7 * 86_400 + int(hours) * 3600 + int(minutes) * 60
+        first = (self.start_ts - offset) // _WEEK * _WEEK + offset
+        out: list[_Injection] = []
+        week = first
+        while week < end:
+            for after, job in MAINTENANCE:
+                at = week + after
+                if self.start_ts <= at < end:
+                    out.append(_Injection(job, job.device, at, job.duration_s, -1 - len(out)))
+            week += _WEEK
+        return out
+
     def events(self, duration_s: float) -> Iterator[SimEvent]:
         """Events with start_ts <= ts < start_ts + duration_s, in timestamp order.
 
@@ -152,7 +181,7 @@ class Simulator:
         sources += background.chatter(self.log_rate_per_s)
         sources += [_Stream(job) for job in background.jobs()]
         seen = 0
-        pending: list[_Injection] = []
+        pending = self._maintenance(end)
         active: list[Scenario] = []
         t = start
         while t < end:

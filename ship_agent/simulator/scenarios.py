@@ -5,7 +5,8 @@ by an offset, by a factor, or blanks it) under an envelope that ramps in and out
 the fault's window; scenarios applied to the same device compose in injection order.
 To add one: subclass `Scenario`, set the class attributes, list its `shapes`, write its
 `logs` if it has any, and add it to `SCENARIOS`. Override `envelope` for a pattern that
-a ramp cannot draw (see `LinkFlap`).
+a ramp cannot draw (see `LinkFlap`). `targets` lists the devices where the fault is
+plausible (the benchmark rotates through them); `device` is the default.
 
 Every default below clears the agent's thresholds by a wide margin (see the tests), and
 every scenario keeps to its own signature so that the expected incident is unambiguous.
@@ -21,12 +22,15 @@ from typing import ClassVar, Literal
 
 from .background import SCANNER_NETS
 from .events import Label, SimEvent
+from .ship import HOST as HOST_METRICS
+from .ship import SWITCH as SWITCH_METRICS
 from .syslog import (
     AUTHPRIV,
     CRIT,
     DAEMON,
     ERR,
     INFO,
+    KERN,
     LOCAL0,
     LOCAL4,
     LOCAL7,
@@ -96,6 +100,12 @@ class Scenario:
     device: ClassVar[str]
     duration_s: ClassVar[float]
     shapes: ClassVar[tuple[Shape, ...]] = ()
+    targets: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def devices_for(cls) -> tuple[str, ...]:
+        """Where this fault can happen: its default device first."""
+        return (cls.device, *(d for d in cls.targets if d != cls.device))
 
     def __init__(self, device: str, start_ts: float, duration_s: float, rng: random.Random):
         self.root = device
@@ -240,9 +250,10 @@ class LinkFlap(Scenario):
 
     def __init__(self, device: str, start_ts: float, duration_s: float, rng: random.Random):
         super().__init__(device, start_ts, duration_s, rng)
-        # down 70-90 s (>= 3 polls at 20 s), up 50-80 s: >= 4 losses in the first 600 s
+        # the fault begins with the first loss of lock; down 70-90 s (>= 3 polls at 20 s),
+        # up 50-80 s: >= 4 losses in the first 600 s
         self.downs: list[tuple[float, float]] = []
-        t = 20 + rng.random() * 20
+        t = rng.random() * 5
         while True:
             down = 70 + rng.random() * 20
             if t + down > duration_s - 30:
@@ -277,6 +288,7 @@ class SwitchPortErrors(Scenario):
         Shape("net.if_errors_per_s", "to", 180.0, 60, 60, noise=20, ndigits=1),
         Shape("net.util_pct", "mul", 0.6, 60, 60, ndigits=1),
     )
+    targets = ("sw-bridge-01", "sw-guest-01")
 
     def logs(self, log: Syslog) -> Iterator[SimEvent]:
         port = "GigabitEthernet1/0/48"
@@ -335,6 +347,7 @@ class DiskFilling(Scenario):
     device = "pos-srv-01"
     duration_s = 1800
     shapes = (Shape("host.disk_pct", "to", 98.0, 900, 60, noise=0.1),)
+    targets = ("res-srv-01", "ent-srv-01", "crew-srv-01")
 
     def logs(self, log: Syslog) -> Iterator[SimEvent]:
         app = _APPS.get(self.root, "appsrv")
@@ -355,16 +368,18 @@ class DiskFilling(Scenario):
 
 
 class ServiceCrashLoop(Scenario):
-    """The reservations API cannot reach its database: systemd restarts it over and over."""
+    """The host's main service cannot reach its database: systemd restarts it over and over."""
 
     name = "service_crash_loop"
     incident_type = "app_degradation"
     device = "res-srv-01"
     duration_s = 900
     shapes = (Shape("host.cpu_pct", "add", 12.0, 30, 30, noise=1, ndigits=1),)
+    targets = ("pos-srv-01", "ent-srv-01")
 
     def logs(self, log: Syslog) -> Iterator[SimEvent]:
-        unit = "reservations.service"
+        app = _APPS.get(self.root, "appsrv")
+        unit, title = f"{app}.service", _TITLES.get(app, "Application Server")
 
         def systemd(t: float, severity: int, msg: str) -> SimEvent:
             return log.rfc5424(self.at(t), self.root, "systemd", "1", pri(DAEMON, severity), msg)
@@ -374,7 +389,7 @@ class ServiceCrashLoop(Scenario):
             yield log.rfc5424(
                 self.at(t),
                 self.root,
-                "reservations",
+                app,
                 str(pid),
                 pri(LOCAL0, CRIT),
                 "FATAL could not connect to database at 10.10.2.14:5432: Connection refused",
@@ -384,13 +399,13 @@ class ServiceCrashLoop(Scenario):
             )
             yield systemd(t + 0.06, WARNING, f"{unit}: Failed with result 'exit-code'.")
             yield systemd(t + 5, INFO, f"{unit}: Scheduled restart job, restart counter is at {n}.")
-            yield systemd(t + 5.01, INFO, f"Stopped {unit} - Ship Reservations API.")
-            yield systemd(t + 5.02, INFO, f"Started {unit} - Ship Reservations API.")
+            yield systemd(t + 5.01, INFO, f"Stopped {unit} - {title}.")
+            yield systemd(t + 5.02, INFO, f"Started {unit} - {title}.")
             pid += 1 + int(self.rng.random() * 40)
         yield log.rfc5424(
             self.at(self.duration - 10),
             self.root,
-            "reservations",
+            app,
             str(pid),
             pri(LOCAL0, INFO),
             "INFO connected to database at 10.10.2.14:5432",
@@ -405,6 +420,7 @@ class SshdBruteforce(Scenario):
     device = "crew-srv-01"
     duration_s = 600
     shapes = (Shape("host.cpu_pct", "add", 6.0, 30, 30, noise=1, ndigits=1),)
+    targets = ("res-srv-01",)
     _USERS = ("admin", "test", "ubuntu", "oracle", "postgres", "pi", "git", "support")
 
     def logs(self, log: Syslog) -> Iterator[SimEvent]:
@@ -461,6 +477,7 @@ class Overheating(Scenario):
     device = "sw-bridge-01"
     duration_s = 1800
     shapes = (Shape("net.temp_c", "to", 58.5, 600, 300, noise=0.4, ndigits=1),)
+    targets = ("sw-core-01", "sw-guest-01")
 
     def logs(self, log: Syslog) -> Iterator[SimEvent]:
         yield log.rfc3164(
@@ -488,7 +505,236 @@ class Overheating(Scenario):
         )
 
 
+class VsatOutage(Scenario):
+    """The BUC's power supply fails: no carrier at all until the crew swaps it."""
+
+    name = "vsat_outage"
+    incident_type = "comms_outage"
+    device = MODEM
+    duration_s = 900
+    shapes = (
+        Shape("vsat.link_up", "to", 0.0, ndigits=0),
+        Shape("vsat.snr_db", "to", 1.5, noise=0.4),
+        Shape("vsat.esno_db", "to", 0.0, noise=0.2),
+        Shape("vsat.ber", "log_to", 5e-2, noise=0.05, ndigits=None),
+        Shape("vsat.rain_fade_margin_db", "to", 0.0),
+        Shape("vsat.rx_kbps", "to", 0.0, ndigits=1),
+        Shape("vsat.tx_kbps", "to", 0.0, ndigits=1),
+    )
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        yield _modem(log, self.at(0.5), CRIT, "BUC alarm: PSU fault, Tx disabled")
+        yield _modem(log, self.at(1.5), ERR, "Rx lock lost, carrier not found (demod searching)")
+        for t in self.every(120, self.duration - 60, 120, 180):
+            yield _modem(log, self.at(t), WARNING, "demod searching: no carrier on 11.451 GHz")
+        yield _modem(log, self.at(self.duration - 20), NOTICE, "BUC alarm cleared, Tx enabled")
+        yield _modem(
+            log,
+            self.at(self.duration - 8),
+            NOTICE,
+            f"Rx lock acquired, Es/No {13.2 + 0.2 * self.noise():.1f} dB",
+        )
+
+
+class MemoryLeak(Scenario):
+    """A media server process leaks memory until the kernel's OOM killer steps in."""
+
+    name = "memory_leak"
+    incident_type = "resource_pressure"
+    device = "ent-srv-01"
+    duration_s = 1800
+    shapes = (Shape("host.mem_pct", "to", 97.5, 900, 60, noise=0.3, ndigits=1),)
+    targets = ("res-srv-01", "crew-srv-01")
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        app = _APPS.get(self.root, "appsrv")
+        pid = 2000 + int(self.rng.random() * 20000)
+        yield log.rfc5424(
+            self.at(600),
+            self.root,
+            app,
+            str(pid),
+            pri(LOCAL0, WARNING),
+            "WARN heap usage above 85%",
+        )
+        for t in self.every(960, self.duration - 90, 150, 250):
+            kb = 3_000_000 + int(self.rng.random() * 900_000)
+            yield log.rfc5424(
+                self.at(t),
+                self.root,
+                "kernel",
+                "-",
+                pri(KERN, ERR),
+                f"Out of memory: Killed process {pid} ({app}) total-vm:{kb + 400_000}kB, "
+                f"anon-rss:{kb}kB, file-rss:0kB, shmem-rss:0kB, UID:998 pgtables:{kb // 500}kB "
+                "oom_score_adj:0",
+            )
+            pid += 1 + int(self.rng.random() * 30)
+
+
+class CrewLoginFailures(Scenario):
+    """A crew member's password expired and a mail client keeps retrying the old one."""
+
+    name = "crew_login_failures"
+    incident_type = "auth_failure"
+    device = "crew-srv-01"
+    duration_s = 600
+    targets = ("ent-srv-01",)
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        r = self.rng.random
+        user = _CREW_USERS[int(r() * len(_CREW_USERS))]
+        src = f"10.30.{int(r() * 4) + 1}.{int(r() * 250) + 2}"
+        for t in self.every(10, self.duration - 30, 40, 70):
+            pid, tms = str(int(r() * 6e4)), self.at(t)
+            who = f"{user} from {src} port {30000 + int(r() * 35000)} ssh2"
+            pam = (
+                "pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh "
+                f"ruser= rhost={src}  user={user}"
+            )
+            yield log.rfc5424(tms, self.root, "sshd", pid, _AUTH_INFO, pam)
+            yield log.rfc5424(
+                tms + 40, self.root, "sshd", pid, _AUTH_INFO, f"Failed password for {who}"
+            )
+
+
+class PaymentGatewayErrors(Scenario):
+    """The card acquirer ashore stops answering: every card sale on board fails."""
+
+    name = "payment_gateway_errors"
+    incident_type = "app_degradation"
+    device = "pos-srv-01"
+    duration_s = 900
+    shapes = (Shape("host.cpu_pct", "add", 4.0, 30, 30, noise=1, ndigits=1),)
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        r = self.rng.random
+        for t in self.every(2, self.duration - 20, 0.3, 1.2):
+            msg = (
+                f"ERROR card authorisation failed: acquirer gateway timeout after 30000 ms "
+                f"(terminal T{int(r() * 24) + 1:02d}, check {int(r() * 90000) + 10000})"
+            )
+            yield log.rfc5424(self.at(t), self.root, "pos", "2210", pri(LOCAL0, ERR), msg)
+
+
+class CpuRunaway(Scenario):
+    """A report job loops forever and pins every core of an application server."""
+
+    name = "cpu_runaway"
+    incident_type = "resource_pressure"
+    device = "res-srv-01"
+    duration_s = 1200
+    shapes = (
+        Shape("host.cpu_pct", "to", 99.0, 30, 60, noise=0.3, ndigits=1),
+        Shape("host.load1", "to", 17.0, 60, 60, noise=0.5),
+    )
+    targets = ("ent-srv-01", "pos-srv-01")
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        app = _APPS.get(self.root, "appsrv")
+        for t in self.every(120, self.duration - 60, 90, 150):
+            busy = int(900 + self.rng.random() * 900)
+            yield log.rfc5424(
+                self.at(t),
+                self.root,
+                app,
+                "1408",
+                pri(LOCAL0, WARNING),
+                f"WARN worker pool saturated: 64/64 busy, {busy} requests queued",
+            )
+
+
+# --- planned work in the weekly maintenance window: looks like faults, is not ------------
+
+MAINTENANCE_WINDOW = ("sunday", "02:00", "04:00")  # UTC, as in the remediation policy
+
+
+class SwitchReload(Scenario):
+    """Firmware upgrade of the guest switch: every port drops, the switch goes silent."""
+
+    name = "maintenance_switch_reload"
+    incident_type = "network_issue"
+    device = "sw-guest-01"
+    duration_s = 480
+    shapes = tuple(Shape(m, "drop") for m in SWITCH_METRICS)
+
+    def envelope(self, shape: Shape, t_rel: float) -> float:
+        return 1.0 if 60 <= t_rel < 360 else 0.0
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        def ios(t: float, tag: str, severity: int, msg: str) -> SimEvent:
+            return log.rfc3164(self.at(t), self.root, tag, pri(LOCAL7, severity), msg)
+
+        yield ios(
+            5,
+            "%SYS-5-RELOAD",
+            NOTICE,
+            "Reload requested by netadmin on vty0 (10.10.1.23). Reload Reason: firmware upgrade.",
+        )
+        for port in range(1, 25):
+            msg = f"Interface GigabitEthernet1/0/{port}, changed state to down"
+            yield ios(58 + port * 0.05, "%LINK-3-UPDOWN", ERR, msg)
+        yield ios(361, "%SYS-5-RESTART", NOTICE, "System restarted -- firmware 17.9.4a")
+        for port in range(1, 25):
+            msg = f"Interface GigabitEthernet1/0/{port}, changed state to up"
+            yield ios(375 + port * 0.5, "%LINK-3-UPDOWN", ERR, msg)
+
+
+class HostPatching(Scenario):
+    """Monthly patches on the crew server: services restart, then the host reboots."""
+
+    name = "maintenance_host_patching"
+    incident_type = "app_degradation"
+    device = "crew-srv-01"
+    duration_s = 900
+    shapes = tuple(Shape(m, "drop") for m in HOST_METRICS)
+
+    def envelope(self, shape: Shape, t_rel: float) -> float:
+        return 1.0 if 420 <= t_rel < 600 else 0.0
+
+    def logs(self, log: Syslog) -> Iterator[SimEvent]:
+        def systemd(t: float, severity: int, msg: str) -> SimEvent:
+            return log.rfc5424(self.at(t), self.root, "systemd", "1", pri(DAEMON, severity), msg)
+
+        yield log.rfc5424(
+            self.at(10),
+            self.root,
+            "apt",
+            str(3000 + int(self.rng.random() * 900)),
+            pri(DAEMON, INFO),
+            "upgrade: 37 packages upgraded, 0 newly installed, 0 to remove",
+        )
+        for i, unit in enumerate(("postfix.service", "crewportal.service", "nginx.service")):
+            t = 300 + 20 * i
+            yield systemd(t, INFO, f"Stopping {unit}...")
+            yield systemd(
+                t + 1, NOTICE, f"{unit}: Main process exited, code=killed, status=15/TERM"
+            )
+            yield systemd(t + 2, INFO, f"Started {unit}.")
+        yield systemd(400, NOTICE, "Reached target reboot.target - System Reboot.")
+        yield log.rfc5424(
+            self.at(610),
+            self.root,
+            "kernel",
+            "-",
+            pri(KERN, NOTICE),
+            "Linux version 6.8.0-49-generic",
+        )
+        yield systemd(640, INFO, "Startup finished in 4.112s (kernel) + 23.705s (userspace).")
+
+
+MAINTENANCE: tuple[tuple[float, type[Scenario]], ...] = (
+    (10 * 60, SwitchReload),  # seconds after the window opens
+    (40 * 60, HostPatching),
+)
+
 _APPS = {"pos-srv-01": "pos", "res-srv-01": "reservations", "ent-srv-01": "mediasrv"}
+_TITLES = {
+    "pos": "Point of Sale",
+    "reservations": "Ship Reservations API",
+    "mediasrv": "Media Streaming Server",
+}
+_CREW_USERS = ("j.okafor", "m.santos", "a.petrov", "l.nguyen")
 
 SCENARIOS: dict[str, type[Scenario]] = {
     cls.name: cls
@@ -503,5 +749,10 @@ SCENARIOS: dict[str, type[Scenario]] = {
         SshdBruteforce,
         GpsFixLoss,
         Overheating,
+        VsatOutage,
+        MemoryLeak,
+        CrewLoginFailures,
+        PaymentGatewayErrors,
+        CpuRunaway,
     )
 }

@@ -184,6 +184,12 @@ class Voyage:
         self._cycle = t
         self._offset = offset_s % t
 
+    def alongside(self, t: float) -> float:
+        """Seconds until departure while the ship is alongside in port, else -1."""
+        pos = (t + self._offset) % self._cycle
+        start, length, *_rest, speed = self._legs[bisect_right(self._starts, pos) - 1]
+        return start + length - pos if speed == 0.0 else -1.0
+
     def at(self, t: float) -> tuple[float, float, float, float]:
         """(lat, lon, heading_deg, speed_kn); linear along each leg, which is close enough."""
         pos = (t + self._offset) % self._cycle

@@ -1,0 +1,285 @@
+"""`seawatch bench memory`: how fast the hub's incident memory embeds, stores and finds.
+
+Throughput: N synthetic incidents (40 ships, ten kinds of problem with varied numbers and
+devices) through `IncidentMemory.upsert_incidents` in the hub's batch size, on the real
+MiniLM model and real Qdrant: local mode persisted in a temporary folder (the embedded
+default) or the server given with --url. Then a second version of each (resolved, same
+text), which reuses the stored vectors. The model alone is timed on the same texts.
+Search: the collection is filled to each size with perturbed copies of the real
+vectors (the model would need minutes per 100k texts and adds nothing to search cost),
+through the same upsert code; local mode fills in memory, where it searches anyway.
+Then p50/p99 of `similar()` by id, with and without other_ships_only, and of a filtered
+`search()` without its query embedding, timed separately on the real model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from shared.models import EvidenceRef, Incident, TimelineEntry
+from shared.taxonomy import IncidentStatus, IncidentType, Severity
+from shore_hub.memory import IncidentMemory, OnnxMiniLM, incident_text
+
+T = TypeVar("T")
+SHIPS = [f"MV-{i:03d}" for i in range(1, 41)]
+T0 = datetime(2026, 9, 1, tzinfo=UTC)
+TARGET_RATE = 500.0  # incidents/s, embed + upsert
+TARGET_P99_MS = 50.0  # similar-incident search at 100k vectors
+
+# (type, device prefix, evidence templates): what ships really report, numbers varied.
+KINDS: list[tuple[IncidentType, str, list[str]]] = [
+    (IncidentType.LINK_DEGRADATION, "vsat", ["snr_db {f:.1f} < 12 for 60 s",
+     "ber {e:.1e} > 1e-05", "esno_db fell {f:.1f} dB in {n} min while heavy rain reported"]),
+    (IncidentType.LINK_DEGRADATION, "acu", ["acu.blocked 1 for {n} s at relative bearing {n}",
+     "snr_db dropped {f:.1f} dB within 5 s"]),
+    (IncidentType.COMMS_OUTAGE, "vsat", ["Rx lock lost {n} times in 10 min",
+     "vsat.link_up 0 for {n} s"]),
+    (IncidentType.RESOURCE_PRESSURE, "pos-srv", ["disk_pct {n} > 90 on /var",
+     "No space left on device ({n} lines in 5 min)"]),
+    (IncidentType.RESOURCE_PRESSURE, "fw", ["net.cpu_pct {n} > 90 for 180 s",
+     "session table at {n} % of its limit"]),
+    (IncidentType.NETWORK_ISSUE, "sw", ["if_errors_per_s {n} > 50 on Gi1/0/{n}",
+     "Gi1/0/{n} changed state to down {n} times in 5 min"]),
+    (IncidentType.APP_DEGRADATION, "crew-srv", ["portal.service: Main process exited, "
+     "status=1/FAILURE, {n} times in 5 min"]),
+    (IncidentType.SECURITY_ALERT, "crew-srv", ["sshd: {n} Failed password for invalid user "
+     "from 10.20.{n}.{n} in 60 s"]),
+    (IncidentType.HARDWARE_ENVIRONMENT, "sw", ["net.temp_c {n} > 55 for 60 s",
+     "temperature above threshold, fan {n} failed"]),
+    (IncidentType.NAVIGATION_DATA, "gps", ["GPS fix lost", "nav.fix_quality 0 for {n} s"]),
+]  # fmt: skip
+FIXES = ["rain-fade QoS profile, recovered after the squall", "failover to LEO, back 40 min later",
+         "modem power-cycled", "logs rotated", "port patch lead replaced", "service restarted",
+         "source blocked at firewall", "rack fan replaced", "passed by itself"]  # fmt: skip
+
+
+def make_incidents(n: int, seed: int = 7) -> list[Incident]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        itype, prefix, templates = KINDS[i % len(KINDS)]
+        device = f"{prefix}-{rng.randint(1, 4):02d}"
+        first = T0 + timedelta(seconds=rng.uniform(0, 180 * 86_400))
+        summaries = [
+            t.format(f=rng.uniform(2, 11), e=rng.uniform(1e-5, 1e-3), n=rng.randint(3, 99))
+            for t in rng.sample(templates, rng.randint(1, len(templates)))
+        ]
+        iid = f"BENCH-{i:07d}"
+        out.append(
+            Incident(
+                tracking_id=iid, ship_id=rng.choice(SHIPS), ts=first, id=iid, version=1,
+                type=itype, severity=Severity.HIGH, status=IncidentStatus.OPEN, device=device,
+                devices=[device], corr_key=f"{itype.value}:{device}",
+                suppress_key=f"{itype.value}:{device}", first_seen=first, last_seen=first,
+                evidence=[
+                    EvidenceRef(anomaly_id=f"{iid}-{k}", tracking_id=iid, ts=first,
+                                detector="threshold", device=device, score=0.95, summary=s)
+                    for k, s in enumerate(summaries)
+                ],
+            )
+        )  # fmt: skip
+    return out
+
+
+def resolved(inc: Incident, rng: random.Random) -> Incident:
+    at = inc.first_seen + timedelta(seconds=rng.uniform(600, 4 * 3600))
+    entry = TimelineEntry(ts=at, version=2, event="resolved", detail=rng.choice(FIXES))
+    return inc.model_copy(
+        update={
+            "version": 2,
+            "status": IncidentStatus.RESOLVED,
+            "resolved_at": at,
+            "timeline": [*inc.timeline, entry],
+        }  # fmt: skip
+    )
+
+
+class PerturbedEmbedder:
+    """Unit vectors near the real ones: a text maps (by hash) to one of the real incident
+    vectors plus Gaussian noise, so the filled collection has the real clusters."""
+
+    name = "all-MiniLM-L6-v2-int8"  # same space as the vectors it perturbs
+    dim = 384
+
+    def __init__(self, base: list[list[float]], noise: float = 0.03) -> None:
+        self.base = np.asarray(base, dtype=np.float32)
+        self.noise = noise
+        self.rng = np.random.default_rng(11)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        rows = [zlib.crc32(t.encode()) % len(self.base) for t in texts]
+        v = self.base[rows] + self.rng.normal(0, self.noise, (len(texts), self.dim))
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _open(embedder: Any, args: argparse.Namespace, path: Path | None) -> IncidentMemory:
+    if args.url:
+        namespace = f"bench_{uuid.uuid4().hex[:8]}_"
+        memory = IncidentMemory(embedder, url=args.url, namespace=namespace)
+    else:
+        memory = IncidentMemory(embedder, path=path)
+    memory.ensure_collections()
+    return memory
+
+
+def _close(memory: IncidentMemory) -> None:
+    if not memory.local:
+        memory.drop_collections()
+    memory.close()
+
+
+def _batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    incidents = make_incidents(args.incidents)
+    texts = [incident_text(i) for i in incidents]
+    out: dict[str, Any] = {"n": len(incidents), "chars": statistics.fmean(map(len, texts))}
+    for threads in sorted({1, args.threads, os.cpu_count() or 1}):
+        model = OnnxMiniLM(threads=threads)
+        model.embed(texts[:64])  # warm-up
+        out[f"embed_{threads}"] = _rate(model.embed, _batches(texts, args.batch))
+    memory = _open(OnnxMiniLM(threads=args.threads), args, work / "throughput")
+    out["upsert"] = _rate(memory.upsert_incidents, _batches(incidents, args.batch))
+    rng = random.Random(3)
+    second = [resolved(i, rng) for i in incidents]
+    out["reversion"] = _rate(memory.upsert_incidents, _batches(second, args.batch))
+    out["vectors"] = [p for b in _batches(texts, 256) for p in memory.embedder.embed(b)]
+    memory.embedder.embed(["warm-up"])
+    out["embed_query"] = _latency(lambda t: memory.embedder.embed([t]), texts[:100])
+    _close(memory)
+    return out
+
+
+def _rate(fn: Callable[[list[T]], object], batches: list[list[T]]) -> float:
+    """Items per second through fn, one batch after the other."""
+    start = time.perf_counter()
+    for batch in batches:
+        fn(batch)
+    return sum(map(len, batches)) / (time.perf_counter() - start)
+
+
+def _latency(fn: Callable[[T], object], items: list[T]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of fn(item), one item after the other."""
+    ms = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        ms.append((time.perf_counter() - start) * 1000)
+    ms.sort()
+    return statistics.median(ms), ms[round(0.99 * (len(ms) - 1))]
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def search_latency(args: argparse.Namespace, base: list[list[float]]) -> list[dict[str, Any]]:
+    memory = _open(PerturbedEmbedder(base), args, None)
+    fill = make_incidents(max(args.sizes), seed=11)
+    rng = random.Random(5)
+    results, filled = [], 0
+    for size in sorted(args.sizes):
+        start = time.perf_counter()
+        for batch in _batches(fill[filled:size], 2000):
+            memory.upsert_incidents(batch)
+        row: dict[str, Any] = {"size": memory.count(), "fill_s": time.perf_counter() - start}
+        filled = size
+        probes = rng.sample(fill[:filled], min(args.queries, filled))
+        row["similar"] = _latency(lambda p: memory.similar(p.id), probes)
+        row["similar_other"] = _latency(lambda p: memory.similar(p.id, True), probes)
+        row["search_ship"] = _latency(lambda p: memory.search("rain", ship=p.ship_id), probes)
+        results.append(row)
+    _close(memory)
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--incidents", type=int, default=2000, help="incidents for throughput")
+    parser.add_argument("--sizes", type=_sizes, default=[10_000, 100_000],
+                        help="collection sizes for search latency, comma-separated")  # fmt: skip
+    parser.add_argument("--queries", type=int, default=100, help="queries per size and kind")
+    parser.add_argument("--batch", type=int, default=64, help="incidents per upsert")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--url", help="a Qdrant server (default: local mode)")
+
+
+def _row(name: str, value: float, unit: str, fmt: str = ",.0f", note: str = "") -> None:
+    print(f"  {name:<42}{value:>12{fmt}}  {unit:<12}{note}")
+
+
+def _verdict(ok: bool) -> str:
+    return "meets target" if ok else "misses target"
+
+
+def main(args: argparse.Namespace) -> int:
+    # qdrant-client warns past 20k points in local mode; the table below shows why.
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")
+    backend = f"Qdrant server {args.url}" if args.url else "qdrant-client local mode"
+    print(
+        f"seawatch bench memory — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {backend}, "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
+    with tempfile.TemporaryDirectory(prefix="seawatch-bench-memory-") as tmp:
+        t = throughput(args, Path(tmp))
+    store = "persisted in a folder" if not args.url else "server"
+    print(
+        f"\nthroughput, {t['n']:,} incidents ({t['chars']:.0f} characters of text on "
+        f"average), batches of {args.batch}, all-MiniLM-L6-v2 int8 on onnxruntime, {store}"
+    )
+    for key in sorted(k for k in t if k.startswith("embed_") and k != "embed_query"):
+        threads = key.split("_")[1]
+        _row(f"model alone, {threads} thread(s)", t[key], "texts/s")
+    _row(f"embed + upsert, new incidents, {args.threads} thread(s)", t["upsert"], "incidents/s",
+         note=_verdict(t["upsert"] >= TARGET_RATE) + f" (>= {TARGET_RATE:.0f}/s)")  # fmt: skip
+    _row("upsert, new version, same text (no model)", t["reversion"], "incidents/s")
+    _row("embed one query text, p50", t["embed_query"][0], "ms", ".1f")
+    _row("embed one query text, p99", t["embed_query"][1], "ms", ".1f")
+
+    rows = search_latency(args, t["vectors"])
+    print(
+        f"\nsearch latency, {args.queries} queries per line; the collection is filled with "
+        f"perturbed copies of the {t['n']:,} real vectors (inserted through upsert_incidents"
+        f"{', in memory' if not args.url else ''}), not with model output"
+    )
+    for row in rows:
+        print(f"  {row['size']:,} vectors (filled in {row['fill_s']:.0f} s)")
+        for key, label in (
+            ("similar", "similar(id), limit 5"),
+            ("similar_other", "similar(id, other_ships_only)"),
+            ("search_ship", "search(text, ship=...), Qdrant part"),
+        ):
+            p50, p99 = row[key]
+            note = ""
+            if key == "similar" and row["size"] >= 100_000:
+                note = _verdict(p99 <= TARGET_P99_MS) + f" (p99 <= {TARGET_P99_MS:.0f} ms)"
+            _row(f"{label}, p50", p50, "ms", ".1f")
+            _row(f"{label}, p99", p99, "ms", ".1f", note)
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    raise SystemExit(main(parser.parse_args()))

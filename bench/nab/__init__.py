@@ -1,0 +1,1 @@
+"""`seawatch bench nab`: Seawatch's metric detectors on the Numenta Anomaly Benchmark."""

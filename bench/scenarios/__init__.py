@@ -1,0 +1,1 @@
+"""`seawatch bench scenarios`: the agent on the simulator's labelled faults and normal weeks."""

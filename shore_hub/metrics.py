@@ -1,0 +1,29 @@
+"""Prometheus metrics of the hub itself."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.ingested = Counter(
+            "seawatch_hub_ingested_total", "Wire messages stored", ["kind"], registry=r
+        )
+        self.dead_letters = Counter(
+            "seawatch_hub_dead_letters_total", "Uplink messages rejected with a reason", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "seawatch_hub_ingest_batch_seconds",
+            "Decode + store + ack per fetched batch",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.live_clients = Gauge("seawatch_hub_live_clients", "SSE subscribers", registry=r)
+        self.memory_backlog = Gauge(
+            "seawatch_hub_memory_backlog", "Incidents waiting to be embedded", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,79 @@
+"""`seawatch hub`: run the hub until Ctrl-C; `seawatch hub keys ...`: manage API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from shared import log
+from shared.policy import PolicyError, load_policy
+from shared.settings import HubSettings, load_settings
+from shore_hub.auth import Role, open_keys
+
+
+def _settings(args: argparse.Namespace) -> HubSettings:
+    return load_settings(
+        HubSettings,
+        args.config,
+        data_dir=args.data_dir,
+        http_port=args.http_port,
+        nats_port=args.nats_port,
+        nats_url=args.nats_url,
+        clickhouse_url=args.clickhouse_url,
+        qdrant_url=args.qdrant_url,
+        workers=args.workers,
+        host=args.host,
+        policy_dir=args.policy_dir,
+        memory=False if args.no_memory else None,
+    )
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    keys = open_keys(_settings(args).data_dir)
+    try:
+        if args.keys_command == "create":
+            ships = [s for s in (args.ships or "").split(",") if s] or None
+            key = keys.create(args.name, Role.parse(args.role), ships)
+            print(key)
+            print(f"(shown once; role {args.role}, ships {ships or 'all'})", file=sys.stderr)
+            return 0
+        if keys.revoke(args.key_id):
+            print(f"revoked {args.key_id}", file=sys.stderr)
+            return 0
+        print(f"no active key {args.key_id}", file=sys.stderr)
+        return 1
+    finally:
+        keys.close()
+
+
+def run_hub(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    log.configure(settings.log_level)
+    try:
+        policy = load_policy(settings.policy_dir)
+    except PolicyError as exc:
+        print("policy errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return 1
+    asyncio.run(_main(settings, policy))
+    return 0
+
+
+async def _main(settings: HubSettings, policy: object) -> None:
+    from shore_hub.hub import Hub
+
+    hub = Hub(settings, policy)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    nats_url = settings.nats_url or (hub.nats_server.url if hub.nats_server else "")
+    print(
+        f"seawatch hub: API http://{settings.host}:{hub.http_port} (docs /schema), "
+        f"NATS {nats_url}, data {settings.data_dir}",
+        flush=True,
+    )
+    await stop.wait()
+    await hub.stop()
