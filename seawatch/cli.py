@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -34,10 +35,33 @@ def _ship(args: argparse.Namespace) -> int:
     return run_ship(args)
 
 
-def _hub(args: argparse.Namespace) -> int:
-    from shore_hub.run import run_hub, run_keys
+HUB_EXTRA = "the shore hub needs its engines: pip install 'seawatch[hub]'"
 
+
+def _hub(args: argparse.Namespace) -> int:
+    try:
+        from shore_hub.run import run_hub, run_keys
+    except ImportError as exc:  # a vessel install, without the hub extra
+        print(f"seawatch hub: {HUB_EXTRA} ({exc})", file=sys.stderr)
+        return 2
     return run_keys(args) if getattr(args, "keys_command", None) else run_hub(args)
+
+
+def _add_hub_benches(bench_sub: Any) -> None:
+    """The hub's benchmarks define their flags beside their code; listed only where the
+    hub extra is installed."""
+    try:
+        from bench import hubingest, hubstore, memory
+    except ImportError:
+        return
+    for name, module, text in (
+        ("hubstore", hubstore, "fleet store: ingest rate, query p50/p99"),
+        ("hubingest", hubingest, "hub: FLEET_UP -> fleet store, versions/s"),
+        ("memory", memory, "incident memory: embedding rate, search p99"),
+    ):
+        parser = bench_sub.add_parser(name, help=text)
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.main)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -175,14 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--rate", type=float, default=2000.0, help="events/s for the latency run")
     fast.add_argument("--latency-seconds", type=float, default=10.0)
     fast.set_defaults(func=_bench_fastpath)
-    from bench import hubstore, memory  # their flags are defined beside the benchmarks
-
-    store = bench_sub.add_parser("hubstore", help="fleet store: ingest rate, query p50/p99")
-    hubstore.add_arguments(store)
-    store.set_defaults(func=hubstore.main)
-    mem = bench_sub.add_parser("memory", help="incident memory: embedding rate, search p99")
-    memory.add_arguments(mem)
-    mem.set_defaults(func=memory.main)
+    _add_hub_benches(bench_sub)
     nab = bench_sub.add_parser("nab", help="metric detectors on the Numenta Anomaly Benchmark")
     nab.add_argument("--data-dir", type=Path, help="NAB corpus (default: ../shared/data/nab)")
     nab.add_argument("--series", action="append", default=[], help="only names containing this")

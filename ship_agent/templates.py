@@ -17,6 +17,9 @@ from shared.policy import TemplatePolicy
 from ship_agent.records import LogEvent
 
 _MASKS = [
+    # quoted values (titles, names) vary in length; unmasked they split one event type into
+    # templates by token count
+    MaskingInstruction(r'"[^"]*"', "STR"),
     MaskingInstruction(
         r"((?<=[^A-Za-z0-9])|^)([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}((?=[^A-Za-z0-9])|$)", "MAC"
     ),

@@ -137,8 +137,6 @@ def test_agent_restarts_warm_after_kill_9(tmp_path: Path) -> None:
         assert "API http://" in banner, banner
         return proc, banner.split("API ")[1].split()[0]
 
-    proc, url = start()
-
     def fade(first_minute: int, samples: int) -> dict[str, Any]:
         """SNR 8 dB every 20 s from 14:<first_minute> on."""
         return {
@@ -153,16 +151,21 @@ def test_agent_restarts_warm_after_kill_9(tmp_path: Path) -> None:
             ]
         }
 
-    batch = fade(0, 30)
-    assert httpx.post(f"{url}/api/v3/ingest", json=batch).status_code == 202
-    first = wait_for(lambda: httpx.get(f"{url}/api/v3/incidents").json()["items"])
-    saved = {"templates", "detectors", "hst/vsat-modem-01"}
-    db = data / "agent.db"
-    wait_for(
-        lambda: {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM model_state")} == saved
-    )
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc, url = start()
+    try:
+        batch = fade(0, 30)
+        assert httpx.post(f"{url}/api/v3/ingest", json=batch).status_code == 202
+        first = wait_for(lambda: httpx.get(f"{url}/api/v3/incidents").json()["items"])
+        saved = {"templates", "detectors", "hst/vsat-modem-01"}
+        db = data / "agent.db"
+        wait_for(
+            lambda: (
+                {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM model_state")} == saved
+            )
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # the crash under test (or cleanup on failure)
+        proc.wait()
     proc, url = start()
     try:
         again = httpx.get(f"{url}/api/v3/incidents").json()["items"]

@@ -334,21 +334,44 @@ def test_text_search_is_case_insensitive_over_narrative_evidence_and_devices(
 
 def test_cursor_pages_through_everything_once(store: FleetStore) -> None:
     incs = _fleet_of_incidents(store)
-    seen: list[str] = []
+    pages: list[list[str]] = []
     cursor = None
-    pages = 0
-    for pages in range(1, 10):  # bounded: a cursor that does not advance fails, not hangs
+    for _ in range(10):  # bounded: a cursor that does not advance fails, not hangs
         page = store.list_incidents(cursor=cursor, limit=4)
-        seen += ids_of(page)
+        pages.append(ids_of(page))
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert seen == sorted(incs, reverse=True) and pages == 3
+    assert [len(p) for p in pages] == [4, 4, 1]
+    assert [i for p in pages for i in p] == sorted(incs, reverse=True)
     two = store.list_incidents(ship="MV-A", limit=2)
     rest = store.list_incidents(ship="MV-A", cursor=two["next_cursor"], limit=2)
     assert len(two["items"]) == 2 and len(rest["items"]) == 1 and rest["next_cursor"] is None
     with pytest.raises(ValueError, match="invalid cursor"):
         store.list_incidents(cursor="not-a-cursor")
+
+
+def test_filters_see_only_latest_versions_even_behind_many_stale_matches(
+    store: FleetStore,
+) -> None:
+    """Pages are found among rows of any version, then checked against the latest one:
+    forty newer incidents whose first version still matches `open` (resolved since, not
+    yet merged) must not hide the two older ones that are really open."""
+    store.backend.command(f"SYSTEM STOP MERGES {store.db}.incidents")  # keep the stale rows
+    really_open = [new_id(), new_id()]
+    store.insert_incidents([make("MV-A", i, 1) for i in really_open], received_at=NOW)
+    stale = [new_id() for _ in range(40)]
+    store.insert_incidents([make("MV-B", i, 1) for i in stale], received_at=NOW)
+    store.insert_incidents(
+        [make("MV-B", i, 2, status="resolved", resolved=NOW - H) for i in stale], NOW
+    )
+    assert ids_of(store.list_incidents(status="open", limit=5)) == really_open[::-1]
+    first = store.list_incidents(status="open", limit=1)
+    assert ids_of(first) == [really_open[1]]
+    rest = store.list_incidents(status="open", limit=1, cursor=first["next_cursor"])
+    assert ids_of(rest) == [really_open[0]] and rest["next_cursor"] is None
+    assert ids_of(store.list_incidents(status="resolved", limit=50)) == stale[::-1]
+    store.backend.command(f"SYSTEM START MERGES {store.db}.incidents")
 
 
 # ------------------------------------------------------------------ scope

@@ -65,9 +65,15 @@ def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
     threading.Thread(target=loop.run_forever, daemon=True).start()
     hub = Hub(settings, load_policy())
     asyncio.run_coroutine_threadsafe(hub.start(), loop).result(120)
-    yield RunningHub(hub, loop)
-    asyncio.run_coroutine_threadsafe(hub.stop(), loop).result(60)
-    loop.call_soon_threadsafe(loop.stop)
+    try:
+        yield RunningHub(hub, loop)
+    finally:
+        try:
+            asyncio.run_coroutine_threadsafe(hub.stop(), loop).result(60)
+        finally:
+            if hub.nats_server is not None:
+                hub.nats_server.stop()  # never leave a server behind, whatever failed
+            loop.call_soon_threadsafe(loop.stop)
 
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)

@@ -48,7 +48,6 @@ class Row:
     name: str
     scores: dict[str, float]
     us_per_point: float | None = None
-    detections: int | None = None
 
 
 def variants(policy: Policy) -> dict[str, Policy]:
@@ -90,7 +89,7 @@ def detect_series(policy: Policy, s: Series) -> tuple[list[int], float]:
 
 def run_policy(
     name: str, policy: Policy, corpus: list[Series], profiles: dict[str, Profile]
-) -> tuple[Row, dict[str, list[int]]]:
+) -> Row:
     files = labelled(corpus)
     detections: dict[str, list[int]] = {}
     seconds = 0.0
@@ -99,8 +98,7 @@ def run_policy(
         seconds += took
     points = sum(len(s.ts) for s in corpus)
     scores = {p: score_detections(files, detections, profiles[p]) for p in PROFILE_ORDER}
-    found = sum(len(d) for d in detections.values())
-    return Row(name, scores, 1e6 * seconds / points, found), detections
+    return Row(name, scores, 1e6 * seconds / points)
 
 
 def labelled(corpus: list[Series]) -> dict[str, Labelled]:
@@ -203,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
         f"windows; {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
-    ours = [run_policy(name, p, corpus, profiles)[0] for name, p in variants(policy).items()]
+    ours = [run_policy(name, p, corpus, profiles) for name, p in variants(policy).items()]
     published = [
         Row(f"NAB: {n}", {"standard": a, "low_fp": b, "low_fn": c}) for n, a, b, c in PUBLISHED
     ]
@@ -211,7 +209,7 @@ def main(args: argparse.Namespace) -> int:
     for line in format_rows("scoreboard (normalised NAB score, higher is better)", board):
         print(line)
     if args.ablations:
-        rows = [run_policy(name, p, corpus, profiles)[0] for name, p in ablations(policy).items()]
+        rows = [run_policy(name, p, corpus, profiles) for name, p in ablations(policy).items()]
         for line in format_rows("ablations", rows):
             print(line)
     for line in format_rows("scorer checks", reference_rows(corpus, profiles, args.seeds)):

@@ -51,11 +51,10 @@ class NormalRun:
         return [i for i in self.replay.incidents if i.suppressed]
 
 
-def maintenance_policy(policy_dir: Path | None, work_dir: Path) -> Policy:
-    """The policy plus the weekly maintenance window, declared in a fleet overlay."""
+def maintenance_policy(work_dir: Path) -> Policy:
+    """The default policy plus the weekly maintenance window, declared in a fleet overlay."""
     weekday, opens, closes = MAINTENANCE_WINDOW
-    base = load_policy(policy_dir)
-    windows = [w.model_dump() for w in base.correlate.maintenance_windows]
+    windows = [w.model_dump() for w in load_policy().correlate.maintenance_windows]
     windows.append(
         {
             "name": "weekly maintenance",
@@ -67,9 +66,6 @@ def maintenance_policy(policy_dir: Path | None, work_dir: Path) -> Policy:
     )
     overlay = work_dir / "fleet"
     overlay.mkdir(parents=True, exist_ok=True)
-    if policy_dir is not None:
-        for f in Path(policy_dir).glob("*.yaml"):
-            (overlay / f.name).write_text(f.read_text())
     (overlay / "correlate.yaml").write_text(
         yaml.safe_dump({"correlate": {"maintenance_windows": windows}})
     )
@@ -165,13 +161,13 @@ def main(args: argparse.Namespace) -> int:
         f"seawatch bench scenarios: {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, seed {args.seed}"
     )
-    policy = load_policy(getattr(args, "policy_dir", None))
+    policy = load_policy()
     score, result, sim, duration = run_faults(policy, args.rounds, args.seed)
     for line in report_faults(score, result, duration):
         print(line)
     if args.normal_days > 0:
         with tempfile.TemporaryDirectory(prefix="seawatch-bench-") as tmp:
-            quiet = maintenance_policy(getattr(args, "policy_dir", None), Path(tmp))
+            quiet = maintenance_policy(Path(tmp))
         for line in report_normal(run_normal(quiet, args.normal_days, args.seed)):
             print(line)
     for line in report_templates(grouping_accuracy(sim.events(duration), policy.detect.templates)):

@@ -26,7 +26,7 @@ class Planned:
     start_ts: float
 
 
-def _keys(policy: Policy, scenario: str, device: str) -> set[str]:
+def occupies(policy: Policy, scenario: str, device: str) -> set[str]:
     """What the fault occupies: its devices, and its path if its type correlates by path."""
     cls = SCENARIOS[scenario]
     touched = {device} | {s.device for s in cls.shapes if s.device}
@@ -54,7 +54,7 @@ def plan_faults(
     cursor = start_ts
     for name, device in jobs:
         cls = SCENARIOS[name]
-        keys = _keys(policy, name, device)
+        keys = occupies(policy, name, device)
         at = max([cursor, *(busy.get(k, 0.0) for k in keys)])
         window = policy.correlate.windows_s[IncidentType(cls.incident_type)]
         until = at + cls.duration_s + window + MARGIN_S

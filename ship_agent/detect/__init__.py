@@ -17,7 +17,6 @@ from ship_agent.detect.robust import RobustDetector
 from ship_agent.detect.thresholds import ThresholdDetector
 from ship_agent.records import AnomalyHit, LogEvent, MetricEvent
 
-
 _VERSION = "__version__"
 
 

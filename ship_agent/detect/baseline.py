@@ -30,8 +30,9 @@ class Baseline:
         self.first_ts = 0.0
         self.level = 0.0
         self.dev = 0.0
-        self.offsets = array("d", bytes(8 * bins))
-        self.counts = array("d", bytes(8 * bins))
+        # float32: a profile needs no more, and hundreds of devices' series add up
+        self.offsets = array("f", bytes(4 * bins))
+        self.counts = array("f", bytes(4 * bins))
         self.z = 0.0  # standardised residual of the latest sample
         self.expected = 0.0  # what the latest sample was expected to be
         self.last_hit = -(1 << 62)  # sample number of the last reported anomaly

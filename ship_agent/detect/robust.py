@@ -28,7 +28,7 @@ class _Series(Baseline):
 
     def __init__(self, bins: int, short: int) -> None:
         super().__init__(bins)
-        self.recent = array("d", bytes(8 * short))  # ring of the last |z| values
+        self.recent = array("f", bytes(4 * short))  # ring of the last |z| values
         self.pos = 0
         self.total = 0.0
         self.mean = 0.0  # running distribution of the short-term mean |z|
@@ -64,10 +64,12 @@ class RobustDetector:
             s = self.series[key] = _Series(p.daily_bins, p.short_points)
         x = ev.value
         s.score(ev.ts, x, p)
-        az = min(abs(s.z), _Z_CAP)
-        s.total += az - s.recent[s.pos]
-        s.recent[s.pos] = az
-        s.pos = (s.pos + 1) % len(s.recent)
+        recent, pos = s.recent, s.pos
+        oldest = recent[pos]
+        recent[pos] = min(abs(s.z), _Z_CAP)
+        az = recent[pos]  # as stored (float32), so the running total never drifts
+        s.total += az - oldest
+        s.pos = (pos + 1) % len(recent)
         short = s.total / min(s.n, len(s.recent))
         low, high = s.low, s.high
         s.low, s.high = min(low, x), max(high, x)

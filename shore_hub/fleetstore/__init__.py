@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 
-from shared.ids import id_floor, id_time_ms
 from shared.models import ActionResult, Heartbeat, Incident, Insight
 from shared.timeutil import iso
 from shore_hub.fleetstore.backends import (
@@ -41,7 +40,6 @@ MAX_LIMIT = 1000
 MAX_DEAD_LETTER_CHARS = 64 * 1024
 _ACTIVE = ("open", "acknowledged")
 _FROM_MS = "fromUnixTimestamp64Milli"
-_WINDOWS_S = (86_400.0, 8 * 86_400.0, 64 * 86_400.0, None)  # newest-first search widening
 
 Filter = str | Sequence[str] | None
 
@@ -59,13 +57,6 @@ def _ms(column: str) -> str:
 
 def _iso_ms(ms: int | None) -> str | None:
     return None if ms is None else iso(ms / 1000)
-
-
-def _id_time(id_: str, default: float) -> float:
-    try:
-        return id_time_ms(id_) / 1000
-    except ValueError:  # not one of our time-ordered ids: no time to start from
-        return default
 
 
 def _epoch_ms(ts: float) -> int:
@@ -109,6 +100,12 @@ class _Where:
     def add(self, clause: str, **params: Any) -> None:
         self.clauses.append(clause)
         self.params.update(params)
+
+    def also(self, clause: str, **params: Any) -> _Where:
+        """A copy with one more clause."""
+        out = _Where(None)
+        out.clauses, out.params = [*self.clauses, clause], {**self.params, **params}
+        return out
 
     def any_of(self, column: str, values: list[str] | None) -> None:
         if values is not None:
@@ -393,7 +390,6 @@ class FleetStore:
         where.first_seen(since, until)
         if text:
             where.add("positionCaseInsensitiveUTF8(search_text, {text:String}) > 0", text=text)
-        top = time.time()
         if cursor:
             cid, cship = _cursor_decode(cursor)
             where.add(
@@ -401,8 +397,7 @@ class FleetStore:
                 cid=cid,
                 cship=cship,
             )
-            top = _id_time(cid, top)
-        keys = self._page_keys(where, limit + 1, top)
+        keys = self._page_keys(where, limit + 1)
         more = len(keys) > limit
         keys = keys[:limit]
         docs = self._docs([(k["ship_id"], k["id"]) for k in keys])
@@ -413,23 +408,45 @@ class FleetStore:
             "next_cursor": _cursor_encode(last["id"], last["ship_id"]) if last else None,
         }
 
-    def _page_keys(self, where: _Where, n: int, top: float) -> list[dict[str, Any]]:
-        """The first n keys, newest first. Ids are time-ordered, so a lower bound on the id
-        lets the primary key skip all older parts; the bound widens until the page is full
-        and is dropped last, so the answer is exact whatever the ids' clocks were."""
-        for window in _WINDOWS_S:
-            bounded = _Where(None)
-            bounded.clauses, bounded.params = list(where.clauses), dict(where.params)
-            if window is not None:
-                bounded.add("id >= {floor:String}", floor=id_floor(max(top - window, 0.0)))
-            keys = self.backend.query(
-                f"SELECT ship_id, id FROM {self._t('incidents')} FINAL{bounded.sql()}"
-                " ORDER BY id DESC, ship_id DESC LIMIT {n:UInt32}",
-                {**bounded.params, "n": n},
+    def _page_keys(self, where: _Where, n: int) -> list[dict[str, Any]]:
+        """The first n keys, newest first, whose latest version matches `where`.
+
+        FINAL over every incident would read the ids of all of them. Instead, candidates
+        are taken without FINAL (filters first, then ids of the matches only, in key
+        order, stopping at k): any incident whose latest version matches has that version
+        among them. FINAL then runs on the candidates' keys alone and drops those whose
+        latest version no longer matches; if too few are left, the next candidates follow.
+        """
+        table = self._t("incidents")
+        found: list[dict[str, Any]] = []
+        k = 2 * n + 16
+        while True:
+            cands = self.backend.query(
+                f"SELECT ship_id, id FROM {table}{where.sql()}"
+                " ORDER BY id DESC, ship_id DESC LIMIT {k:UInt32}",
+                {**where.params, "k": k},
             )
-            if len(keys) >= n:
-                break
-        return keys
+            if cands:
+                keys = {(c["ship_id"], c["id"]) for c in cands}
+                latest = where.also("id IN {cand:Array(String)}", cand=[c["id"] for c in cands])
+                found += [
+                    r
+                    for r in self.backend.query(
+                        f"SELECT ship_id, id FROM {table} FINAL{latest.sql()}"
+                        " ORDER BY id DESC, ship_id DESC",
+                        latest.params,
+                    )
+                    if (r["ship_id"], r["id"]) in keys
+                ]
+            if len(found) >= n or len(cands) < k:
+                return found[:n]
+            last = cands[-1]
+            where = where.also(
+                "(id, ship_id) < ({lid:String}, {lship:String})",
+                lid=last["id"],
+                lship=last["ship_id"],
+            )
+            k *= 4
 
     def _docs(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         if not keys:

@@ -33,7 +33,9 @@ On a cluster the same DDL applies in either of two ways: create the database wit
 replicates DDL and turns each `*MergeTree` into its `Replicated*` twin with no change here;
 or add `ON CLUSTER <name>` after each table name and write the engines as
 `ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/<db>/<table>', '{replica}', rank)`
-with a `Distributed` table in front for reads. Nothing here depends on a single node.
+with a `Distributed` table in front for reads. Either way the intake table and its views
+exist on every node, so a worker may insert on any node; sharding by ship_id keeps every
+version of an incident on one shard, which FINAL needs. Nothing here assumes one node.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""`seawatch bench hubingest`: incident versions per second from FLEET_UP into the fleet
+store, end to end (JetStream -> pull consumer -> decode -> ClickHouse -> ack), on the hub's
+embedded defaults with the incident memory off (it follows the store asynchronously)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from shared import log, wire
+from shared.ids import new_id
+from shared.models import Incident
+from shared.policy import load_policy
+from shared.settings import HubSettings
+from shared.taxonomy import IncidentStatus, IncidentType, Severity
+from shore_hub.ingest import subject_for
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--versions", type=int, default=100_000, help="incident versions to send")
+    p.add_argument("--per-frame", type=int, default=50, help="versions per wire frame")
+    p.add_argument("--ships", type=int, default=50)
+    p.add_argument("--workers", type=int, default=1, help="ingest workers in the hub")
+
+
+def frames(n: int, per_frame: int, ships: int) -> list[tuple[str, bytes]]:
+    now = datetime.now(UTC)
+    out = []
+    for start in range(0, n, per_frame):
+        ship = f"MV-{start // per_frame % ships:03d}"
+        batch = []
+        for k in range(start, min(n, start + per_frame)):
+            first = now - timedelta(seconds=k)
+            batch.append(
+                Incident(
+                    tracking_id=new_id(),
+                    ship_id=ship,
+                    ts=first,
+                    id=new_id(),
+                    version=1,
+                    type=IncidentType.LINK_DEGRADATION,
+                    severity=Severity.HIGH,
+                    status=IncidentStatus.OPEN,
+                    device="vsat-modem-01",
+                    devices=["vsat-modem-01"],
+                    corr_key="path:satellite_uplink",
+                    suppress_key="link_degradation:vsat-modem-01",
+                    first_seen=first,
+                    last_seen=first,
+                    anomaly_count=3,
+                    narrative="SNR below 12 dB for 60 s during heavy rain",
+                )
+            )
+        out.append((subject_for(ship, "incident"), wire.encode(batch)))
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    import nats
+
+    from shore_hub.hub import Hub
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = HubSettings(data_dir=Path(tmp), workers=args.workers, memory=False)
+        hub = Hub(settings, load_policy())
+        await hub.start(serve_http=False)
+        assert hub.nats_server is not None
+        payload = frames(args.versions, args.per_frame, args.ships)
+        nc = await nats.connect(hub.nats_server.url)
+        js = nc.jetstream(domain="hub")
+        t0 = time.perf_counter()
+        for subject, data in payload:
+            await js.publish(subject, data)
+        published = time.perf_counter() - t0
+        while sum(w.stored for w in hub.workers) < args.versions:
+            await asyncio.sleep(0.05)
+        stored = time.perf_counter() - t0
+        await nc.close()
+        await hub.stop()
+    return {"published_s": published, "stored_s": stored}
+
+
+def main(args: argparse.Namespace) -> int:
+    log.configure("WARNING")
+    r = asyncio.run(run(args))
+    print(
+        f"seawatch bench hubingest — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores; {args.versions:,} incident versions from {args.ships} "
+        f"ships, {args.per_frame} per frame, {args.workers} ingest worker(s), chdb"
+    )
+    print(
+        f"  {'published to FLEET_UP (JetStream acks)':<44}"
+        f"{args.versions / r['published_s']:>12,.0f}  versions/s"
+    )
+    print(
+        f"  {'stored end to end (from first publish)':<44}"
+        f"{args.versions / r['stored_s']:>12,.0f}  versions/s"
+    )
+    return 0
