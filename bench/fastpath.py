@@ -34,6 +34,7 @@ from ship_agent.parse import parse_syslog
 from ship_agent.pipeline import Pipeline
 from ship_agent.records import LogEvent, MetricEvent, RawInput
 from ship_agent.simulator import Simulator
+from ship_agent.simulator.feed import agent_input
 from ship_agent.store import Batch, Store
 from ship_agent.templates import TemplateStage
 
@@ -50,12 +51,7 @@ def make_stream(n_events: int, devices: int, seed: int = 1) -> list[RawInput | M
     duration = 3600.0
     while len(out) < n_events:
         for ev in sim.events(duration):
-            if ev.kind == "log":
-                out.append(RawInput(ev.line, "udp", now))
-            else:
-                out.append(
-                    MetricEvent(new_id(), ev.ts, ev.device, ev.metric, ev.value, now, "http")
-                )
+            out.append(agent_input(ev, now))
             if len(out) >= n_events:
                 break
     return out

@@ -7,16 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from shared.ids import new_id
 from shared.policy import Policy
 from ship_agent.pipeline import Pipeline
-from ship_agent.records import MetricEvent, RawInput
 from ship_agent.simulator import SCENARIOS, Simulator
+from ship_agent.simulator.feed import replay_into
 from ship_agent.store import Store
 
 START = 1_790_000_000.0
@@ -24,21 +22,7 @@ FAULT_AT = 1800.0
 
 
 def replay(sim: Simulator, duration: float, pipeline: Pipeline) -> int:
-    """Feed the simulator's stream as the agent receives it: raw syslog bytes, metric samples."""
-    items: list[RawInput | MetricEvent] = []
-    n = 0
-    for ev in sim.events(duration):
-        now = time.time()
-        if ev.kind == "log":
-            items.append(RawInput(ev.line, "udp", now))
-        else:
-            items.append(MetricEvent(new_id(), ev.ts, ev.device, ev.metric, ev.value, now, "http"))
-        if len(items) >= 2000:
-            pipeline.run_batch(items)  # type: ignore[arg-type]
-            n += len(items)
-            items = []
-    pipeline.run_batch(items)  # type: ignore[arg-type]
-    return n + len(items)
+    return replay_into(pipeline, sim.events(duration))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

@@ -305,8 +305,8 @@ def test_ship_incidents_arrive_with_stats_and_trace(
 ) -> None:
     """The ship agent's own outbox, published as the sync link will: the API shows it."""
     from ship_agent.pipeline import Pipeline
-    from ship_agent.records import MetricEvent, RawInput
     from ship_agent.simulator import Simulator
+    from ship_agent.simulator.feed import replay_into
     from ship_agent.store import Store
 
     ship = "MV-GOLF"
@@ -316,16 +316,7 @@ def test_ship_incidents_arrive_with_stats_and_trace(
     sim = Simulator(ship, seed=2, start_ts=start)
     sim.inject("rain_fade", start + 900)
     sim.inject("sshd_bruteforce", start + 1800)
-    items: list[Any] = []
-    for ev in sim.events(5400):
-        if ev.kind == "log":
-            items.append(RawInput(ev.line, "udp", ev.ts))
-        else:
-            items.append(
-                MetricEvent(new_id(), ev.ts, ev.device, ev.metric, ev.value, ev.ts, "http")
-            )
-    for i in range(0, len(items), 2000):
-        pipeline.run_batch(items[i : i + 2000])
+    replay_into(pipeline, sim.events(5400))
     outbox = list(store.conn.execute("SELECT payload FROM outbox ORDER BY id"))
     latest = {
         r[0]: (r[1], r[2])

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import orjson
 
-from shared.ids import new_id
 from shared.policy import Policy
 from ship_agent.pipeline import Pipeline
-from ship_agent.records import MetricEvent, RawInput
 from ship_agent.simulator import Simulator
+from ship_agent.simulator.feed import replay_into
 from ship_agent.store import Store
 
 BATCH = 2000
@@ -53,23 +52,8 @@ def replay(sim: Simulator, duration_s: float, policy: Policy, ship_id: str) -> R
     with tempfile.TemporaryDirectory(prefix="seawatch-bench-") as tmp:
         store = Store(Path(tmp) / "agent.db", ship_id)
         pipeline = Pipeline(policy, store)
-        items: list[RawInput | MetricEvent] = []
-        n = 0
         started = time.perf_counter()
-        for ev in sim.events(duration_s):
-            now = time.time()
-            if ev.kind == "log":
-                items.append(RawInput(ev.line, "udp", now))
-            else:
-                items.append(
-                    MetricEvent(new_id(), ev.ts, ev.device, ev.metric, ev.value, now, "http")
-                )
-            if len(items) >= BATCH:
-                pipeline.run_batch(items)
-                n += len(items)
-                items = []
-        pipeline.run_batch(items)
-        n += len(items)
+        n = replay_into(pipeline, sim.events(duration_s), BATCH)
         seconds = time.perf_counter() - started
         incidents = [_incident(doc) for (doc,) in store.conn.execute("SELECT doc FROM incidents")]
         dead = store.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
