@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, Parameter
 
@@ -26,7 +27,9 @@ class FleetController(Controller):
     guards = [viewer]
 
     @get("/fleet", responses=errors())
-    async def fleet(self, request: Request[Principal, Any, Any], hub: Hub) -> list[dict[str, Any]]:
+    async def fleet(
+        self, request: Request[Principal, Any, Any], hub: NamedDependency[Hub]
+    ) -> list[dict[str, Any]]:
         """Every ship: last heartbeat, link state, outbox depth and age, open incidents."""
         rows: list[dict[str, Any]] = await hub.read(hub.store.fleet, request.user.scope())
         return rows
@@ -35,7 +38,7 @@ class FleetController(Controller):
     async def stats(
         self,
         request: Request[Principal, Any, Any],
-        hub: Hub,
+        hub: NamedDependency[Hub],
         since: FromQuery[datetime | None] = None,
         until: FromQuery[datetime | None] = None,
     ) -> dict[str, Any]:
@@ -47,7 +50,10 @@ class FleetController(Controller):
 
     @get("/trace/{tracking_id:str}", responses=errors(404))
     async def trace(
-        self, request: Request[Principal, Any, Any], hub: Hub, tracking_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        hub: NamedDependency[Hub],
+        tracking_id: FromPath[str],
     ) -> dict[str, Any]:
         out: dict[str, Any] | None = await hub.read(
             hub.store.trace, tracking_id, request.user.scope()
@@ -60,7 +66,7 @@ class FleetController(Controller):
     async def search(
         self,
         request: Request[Principal, Any, Any],
-        hub: Hub,
+        hub: NamedDependency[Hub],
         q: Annotated[str, Parameter(min_length=1, max_length=1000)],
         ship: FromQuery[str | None] = None,
         type: FromQuery[IncidentType | None] = None,  # noqa: A002 - the API's field name

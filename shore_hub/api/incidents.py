@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, Parameter
 
@@ -33,7 +34,7 @@ class IncidentController(Controller):
     async def list_incidents(
         self,
         request: Request[Principal, Any, Any],
-        hub: Hub,
+        hub: NamedDependency[Hub],
         ship: FromQuery[str | None] = None,
         type: FromQuery[IncidentType | None] = None,  # noqa: A002 - the API's field name
         severity: FromQuery[Severity | None] = None,
@@ -64,7 +65,10 @@ class IncidentController(Controller):
 
     @get("/{incident_id:str}", responses=errors(404))
     async def detail(
-        self, request: Request[Principal, Any, Any], hub: Hub, incident_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        hub: NamedDependency[Hub],
+        incident_id: FromPath[str],
     ) -> dict[str, Any]:
         doc: dict[str, Any] | None = await hub.read(
             hub.store.incident, incident_id, request.user.scope()
@@ -77,7 +81,7 @@ class IncidentController(Controller):
     async def similar(
         self,
         request: Request[Principal, Any, Any],
-        hub: Hub,
+        hub: NamedDependency[Hub],
         incident_id: FromPath[str],
         limit: Annotated[int, Parameter(ge=1, le=50)] = 5,
         other_ships_only: FromQuery[bool] = False,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromQuery, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -19,19 +20,19 @@ if TYPE_CHECKING:
 
 
 @get("/health", sync_to_thread=False, security=[{}])
-def health(hub: Hub) -> dict[str, Any]:
+def health(hub: NamedDependency[Hub]) -> dict[str, Any]:
     return {"status": "ok", "workers": len(hub.workers), "memory": hub.memory is not None}
 
 
 @get("/metrics", sync_to_thread=False, include_in_schema=False)
-def metrics(hub: Hub) -> Response[bytes]:
+def metrics(hub: NamedDependency[Hub]) -> Response[bytes]:
     return Response(hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @post(
     "/api/v3/auth/token", guards=[viewer], status_code=201, sync_to_thread=False, responses=errors()
 )
-def token(request: Request[Principal, Any, Any], hub: Hub) -> dict[str, Any]:
+def token(request: Request[Principal, Any, Any], hub: NamedDependency[Hub]) -> dict[str, Any]:
     """A short-lived bearer token for the caller's key (same role and ship scope)."""
     hub.audit(request.user, "POST", "/api/v3/auth/token", allowed=True, detail="token issued")
     return {
@@ -44,7 +45,7 @@ def token(request: Request[Principal, Any, Any], hub: Hub) -> dict[str, Any]:
 
 @get("/api/v3/audit", guards=[admin], responses=errors())
 async def audit(
-    hub: Hub, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+    hub: NamedDependency[Hub], limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = await hub.read(hub.store.audit_log, limit)
     return rows
@@ -53,7 +54,7 @@ async def audit(
 @get("/api/v3/live", guards=[viewer], responses=errors())
 async def live(
     request: Request[Principal, Any, Any],
-    hub: Hub,
+    hub: NamedDependency[Hub],
     ship: FromQuery[str | None] = None,
     severity: FromQuery[Severity] = Severity.INFO,
 ) -> ServerSentEvent:
