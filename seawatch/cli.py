@@ -21,9 +21,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.dir, args.ship)
     except PolicyError as exc:
-        print(f"policy check failed: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.report(), file=sys.stderr)
         return 1
     print(effective_yaml(policy), end="")
     return 0

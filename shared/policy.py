@@ -348,6 +348,12 @@ class PolicyError(ValueError):
         super().__init__("\n".join(problems))
         self.problems = problems
 
+    def report(self) -> str:
+        """What every command prints when a policy does not load."""
+        return f"policy check failed: {len(self.problems)} problem(s)\n  " + "\n  ".join(
+            self.problems
+        )
+
 
 @dataclass
 class _Layer:

@@ -52,7 +52,7 @@ def run_ship(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(settings.policy_dir, settings.ship_id)
     except PolicyError as exc:
-        print("policy errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        print(exc.report(), file=sys.stderr)
         return 1
     asyncio.run(_main(settings, policy, args))
     return 0

@@ -54,7 +54,7 @@ def run_hub(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(settings.policy_dir)
     except PolicyError as exc:
-        print("policy errors:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        print(exc.report(), file=sys.stderr)
         return 1
     asyncio.run(_main(settings, policy))
     return 0
