@@ -18,7 +18,7 @@ from shared.models import Incident
 from shared.policy import load_policy
 from shared.settings import HubSettings
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
-from shore_hub.ingest import subject_for
+from sync.topology import up_subject
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def frames(n: int, per_frame: int, ships: int) -> list[tuple[str, bytes]]:
                     narrative="SNR below 12 dB for 60 s during heavy rain",
                 )
             )
-        out.append((subject_for(ship, "incident"), wire.encode(batch)))
+        out.append((up_subject(ship, "incident"), wire.encode(batch)))
     return out
 
 
@@ -66,12 +66,12 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     from shore_hub.hub import Hub
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = HubSettings(data_dir=Path(tmp), workers=args.workers, memory=False)
+        settings = HubSettings(data_dir=Path(tmp), workers=args.workers, memory=False, leaf_port=0)
         hub = Hub(settings, load_policy())
         await hub.start(serve_http=False)
         assert hub.nats_server is not None
         payload = frames(args.versions, args.per_frame, args.ships)
-        nc = await nats.connect(hub.nats_server.url)
+        nc = await nats.connect(hub.nats_server.url, **hub.nats_auth)
         js = nc.jetstream(domain="hub")
         t0 = time.perf_counter()
         for subject, data in payload:

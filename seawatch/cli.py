@@ -1,6 +1,7 @@
 """`seawatch` — one command line for every part; each subcommand is a thin shell over a library.
 
 seawatch ship --ship-id MV-AURORA --data-dir data/aurora --http-port 8470 --syslog-port 5514
+seawatch demo                         # a hub and two simulated ships, links cut now and then
 seawatch ship --simulate              # agent + simulator, incidents shown as they open/close
 seawatch simulate --to udp://127.0.0.1:5514 --duration 3600 --speed 60
 seawatch policy check policies/ --ship MV-AURORA
@@ -27,6 +28,15 @@ def _policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from seawatch.demo import run_demo
+    except ImportError as exc:  # a vessel install, without the hub extra
+        print(f"seawatch demo: {HUB_EXTRA} ({exc})", file=sys.stderr)
+        return 2
+    return run_demo(args)
+
+
 def _ship(args: argparse.Namespace) -> int:
     from ship_agent.run import run_ship
 
@@ -38,28 +48,40 @@ HUB_EXTRA = "the shore hub needs its engines: pip install 'seawatch[hub]'"
 
 def _hub(args: argparse.Namespace) -> int:
     try:
-        from shore_hub.run import run_hub, run_keys
+        from shore_hub.run import run_hub, run_keys, run_ships
     except ImportError as exc:  # a vessel install, without the hub extra
         print(f"seawatch hub: {HUB_EXTRA} ({exc})", file=sys.stderr)
         return 2
-    return run_keys(args) if getattr(args, "keys_command", None) else run_hub(args)
+    if getattr(args, "keys_command", None):
+        return run_keys(args)
+    if getattr(args, "ships_command", None):
+        return run_ships(args)
+    return run_hub(args)
 
 
 def _add_hub_benches(bench_sub: Any) -> None:
     """The hub's benchmarks define their flags beside their code; listed only where the
     hub extra is installed."""
     try:
-        from bench import hubingest, hubstore, memory
+        from bench import chaos, hubingest, hubstore, memory
+        from bench import sync as sync_bench
     except ImportError:
         return
     for name, module, text in (
         ("hubstore", hubstore, "fleet store: ingest rate, query p50/p99"),
         ("hubingest", hubingest, "hub: FLEET_UP -> fleet store, versions/s"),
         ("memory", memory, "incident memory: embedding rate, search p99"),
+        ("sync", sync_bench, "store-and-forward: catch-up, slow link, bytes, retention"),
+        ("chaos", chaos, "a fleet of processes under link cuts and kill -9: what is lost"),
     ):
-        parser = bench_sub.add_parser(name, help=text)
-        module.add_arguments(parser)
-        parser.set_defaults(func=module.main)
+        _add_bench(bench_sub, name, module, text)
+
+
+def _add_bench(bench_sub: Any, name: str, module: Any, text: str) -> None:
+    """A benchmark whose module defines add_arguments(parser) and main(args)."""
+    parser = bench_sub.add_parser(name, help=text)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.main)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -86,6 +108,12 @@ def _bench_scenarios(args: argparse.Namespace) -> int:
     return scenarios(args)
 
 
+def _bench_wire(args: argparse.Namespace) -> int:
+    from bench.wire import main as wire
+
+    return wire(args)
+
+
 def _add_ship_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ship-id", help="this vessel's id (default MV-DEMO or $SEAWATCH_SHIP_ID)")
     p.add_argument("--data-dir", type=Path, help="where the agent keeps its SQLite store")
@@ -94,6 +122,10 @@ def _add_ship_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--policy-dir", type=Path, help="fleet policy directory (default: built-in)")
     p.add_argument("--nats-url", help="local nats-server for on-board producers")
+    p.add_argument(
+        "--hub-leaf-url",
+        help="hub leafnode address, e.g. nats-leaf://hub:7422 (secret: $SEAWATCH_SHIP_SECRET)",
+    )
     p.add_argument("--config", type=Path, help="settings file (YAML)")
 
 
@@ -125,11 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--seed", type=int, default=1)
     ship.set_defaults(func=_ship)
 
+    demo = sub.add_parser("demo", help="a hub and simulated ships on this machine, links cut")
+    demo.add_argument("--ships", type=int, default=2, help="how many ships")
+    demo.add_argument("--data-dir", type=Path, default=Path("data/demo"), help="all state")
+    demo.add_argument("--http-port", type=int, default=8480, help="hub API port")
+    demo.add_argument("--speed", type=float, default=30.0, help="simulated s per wall s")
+    demo.add_argument("--cut-every", type=float, default=60.0, help="seconds between cuts")
+    demo.add_argument("--cut-for", type=float, default=30.0, help="seconds a cut lasts")
+    demo.add_argument("--duration", type=float, default=None, help="stop after (wall s)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--no-memory", action="store_true", help="do not embed incidents")
+    demo.set_defaults(func=_demo)
+
     hub = sub.add_parser("hub", help="run the shore hub (or manage its API keys)")
     hub.add_argument("--data-dir", type=Path, help="where the hub keeps its stores")
     hub.add_argument("--http-port", type=int, help="API port (0 = any free port)")
     hub.add_argument("--nats-port", type=int, help="port of the hub nats-server it starts")
     hub.add_argument("--nats-url", help="use this hub nats-server instead of starting one")
+    hub.add_argument("--leaf-port", type=int, help="where ship leaf nodes connect (default 7422)")
     hub.add_argument("--clickhouse-url", help="ClickHouse server (default: embedded chdb)")
     hub.add_argument("--qdrant-url", help="Qdrant server (default: local mode)")
     hub.add_argument("--workers", type=int, help="ingest workers in this process")
@@ -151,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ships", help="comma-separated ship ids the key may see (default all)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (sw_<id>_...)")
     revoke.add_argument("key_id")
+    ships = hub_sub.add_parser("ships", help="ships allowed to connect: add prints a secret once")
+    ships.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the hub's data")
+    ships.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="settings file")
+    ships_sub = ships.add_subparsers(dest="ships_command", required=True)
+    ships_sub.add_parser("add", help="register a ship (or re-key it)").add_argument("ship_id")
+    ships_sub.add_parser("remove", help="refuse a ship from now on").add_argument("ship_id")
+    ships_sub.add_parser("list", help="registered ship ids")
 
     sim = sub.add_parser("simulate", help="generate one ship's telemetry with labelled faults")
     sim.add_argument("--ship-id", default="MV-DEMO")
@@ -210,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     scen.add_argument("--normal-days", type=float, default=7.0, help="days of normal traffic")
     scen.add_argument("--seed", type=int, default=1)
     scen.set_defaults(func=_bench_scenarios)
+    # bench.wire's own add_arguments, repeated: importing it costs seconds (the simulator),
+    # which every command would pay (tests/test_sync_bench.py keeps the two the same)
+    wire = bench_sub.add_parser("wire", help="bytes per incident on the link, per codec")
+    wire.add_argument("--seed", type=int, default=1, help="simulator seed (held out)")
+    wire.add_argument("--rounds", type=int, default=2, help="injections of each fault type")
+    wire.add_argument("--normal-days", type=float, default=1.0, help="days of normal traffic")
+    wire.set_defaults(func=_bench_wire)
     return parser
 
 

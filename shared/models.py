@@ -174,7 +174,23 @@ class ActionResult(Envelope):
     detail: str = ""
 
 
+class Receipt(Envelope):
+    """Downlink: what the hub has durably stored, as "incident_id:version" keys."""
+
+    kind: Literal["receipt"] = "receipt"
+    stored: list[str]
+
+
+class Gap(Envelope):
+    """Uplink: incident versions a ship's bounded outbox evicted before they were sent,
+    so the hub knows exactly what it will never receive."""
+
+    kind: Literal["gap"] = "gap"
+    evicted: list[str]  # "incident_id:version"
+    reason: str
+
+
 WireMessage = Annotated[
-    Anomaly | Incident | Insight | Heartbeat | Command | ActionResult,
+    Anomaly | Incident | Insight | Heartbeat | Command | ActionResult | Receipt | Gap,
     Field(discriminator="kind"),
 ]

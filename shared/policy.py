@@ -30,6 +30,7 @@ SEGMENTS = (
     "retention",
     "privacy",
     "slo",
+    "sync",
 )
 
 
@@ -312,6 +313,17 @@ class PrivacyPolicy(Strict):
     replacement: str
 
 
+class SyncPolicy(Strict):
+    """The link budget and pacing of the store-and-forward uplink."""
+
+    uplink_budget_bps: float = Field(gt=0)  # bits/s the agent may release onto the link
+    burst_s: float = Field(gt=0)  # budget that may be spent at once after an idle spell
+    in_flight_s: float = Field(gt=0)  # released but not yet receipted, in seconds of budget
+    heartbeat_s: float = Field(gt=0)
+    batch: int = Field(ge=1, le=10_000)  # outbox rows read per round
+    receipt_timeout_s: float = Field(gt=0)  # link "degraded" when receipts lag this much
+
+
 class SloPolicy(Strict):
     fast_path_p99_ms: float = Field(gt=0)
     fast_path_throughput_eps: float = Field(gt=0)
@@ -336,6 +348,7 @@ class Policy(Strict):
     retention: RetentionPolicy
     privacy: PrivacyPolicy
     slo: SloPolicy
+    sync: SyncPolicy
 
 
 # ------------------------------------------------------------------ loading
@@ -445,12 +458,24 @@ def load_policy(fleet_dir: Path | str | None = None, ship_id: str | None = None)
     for _, override in ship_overrides:
         profile = override.get("profile", profile)
     profiles = layer.data.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        problems.append(
+            f"{layer.origin.get(('profiles',), 'policy.yaml')}: profiles: not a mapping"
+        )
+        profiles = {}
+    if not isinstance(profile, str):
+        problems.append(f"{layer.origin.get(('profile',), 'policy.yaml')}: profile: not a name")
+        profile = "standard"
     if profile not in profiles:
         problems.append(
             f"{layer.origin.get(('profile',), 'policy.yaml')}: profile: unknown '{profile}'"
         )
     else:
-        _merge(layer, profiles[profile] or {}, f"profile '{profile}'")
+        overlay = profiles[profile] or {}
+        if isinstance(overlay, dict):
+            _merge(layer, overlay, f"profile '{profile}'")
+        else:
+            problems.append(f"policy: profiles.{profile}: not a mapping")
     for source, override in ship_overrides:
         _merge(layer, override, source)
     layer.data["profile"] = profile

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +21,10 @@ class AgentSettings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8470, ge=0, le=65535)
     syslog_port: int = Field(default=5514, ge=0, le=65535)
-    nats_url: str | None = None
+    nats_url: str | None = None  # a NATS server to take input from (ingest subject)
+    hub_leaf_url: str | None = None  # e.g. nats-leaf://hub.example:7422; None = no uplink
+    ship_secret: SecretStr | None = None  # this ship's leaf credential, from the hub
+    sync_nats_port: int = Field(default=0, ge=0, le=65535)  # the ship's own leaf server
     log_level: str = "INFO"
     checkpoint_s: float = Field(default=60.0, gt=0)
     retention_check_s: float = Field(default=3600.0, gt=0)
@@ -39,6 +42,7 @@ class HubSettings(BaseSettings):
     http_port: int = Field(default=8480, ge=0, le=65535)
     nats_port: int = Field(default=0, ge=0, le=65535)
     nats_url: str | None = None  # an existing hub nats-server instead of starting one
+    leaf_port: int = Field(default=7422, ge=0, le=65535)  # where ship leaf nodes connect
     clickhouse_url: str | None = None  # a ClickHouse server instead of embedded chdb
     clickhouse_database: str = "seawatch"
     clickhouse_path: Path | None = None  # embedded chdb data (default: data_dir/clickhouse)

@@ -12,13 +12,17 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib.metadata import version
 from typing import Any
 
 from shared import log
 from shared.http import HttpServer
-from shared.policy import Policy
+from shared.ids import new_id
+from shared.models import ActionResult, Command, Heartbeat
+from shared.policy import Policy, PolicyError, load_policy
 from shared.settings import AgentSettings
 from ship_agent.ingest.nats_ingest import NatsIngest
 from ship_agent.ingest.syslog_server import SyslogServer
@@ -26,8 +30,12 @@ from ship_agent.metrics import AgentMetrics
 from ship_agent.pipeline import Item, OperatorCommand, Pipeline
 from ship_agent.records import DeadLetter, RawInput
 from ship_agent.store import Batch, Store
+from sync import bundles
+from sync.outbox import Outbox
+from sync.topology import STREAM_AGE_FACTOR
 
 _log = log.get("ship_agent")
+AGENT_VERSION = version("seawatch")
 
 
 class ShipAgent:
@@ -39,6 +47,8 @@ class ShipAgent:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.data_dir / "agent.db", self.ship_id)
         self.pipeline = Pipeline(policy, self.store, self.metrics)
+        self.outbox = Outbox(self.store.conn, self.ship_id)
+        self.link: Any = None  # sync.shiplink.ShipLink when an uplink is configured
         self._queue: deque[Item] = deque()
         self._limit = policy.ingest.queue_limit
         self._wake = asyncio.Event()
@@ -127,6 +137,8 @@ class ShipAgent:
             asyncio.create_task(self._batch_loop(), name="batch-loop"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        if s.hub_leaf_url:
+            await self._start_link()
         if serve_http:
             await self._start_http()
         _log.info(
@@ -137,6 +149,25 @@ class ShipAgent:
             syslog_tcp=self.syslog.tcp_port,
             http_port=self.http_port,
         )
+
+    async def _start_link(self) -> None:
+        from sync.shiplink import ShipLink  # a ship without an uplink never loads it
+
+        s = self.settings
+        self.link = ShipLink(
+            self.ship_id,
+            s.data_dir,
+            lambda: self.policy,
+            self.store.conn,
+            self,
+            self.heartbeat,
+            self.metrics,
+            hub_leaf_url=s.hub_leaf_url,
+            secret=s.ship_secret.get_secret_value() if s.ship_secret else None,
+            host=s.host,
+            port=s.sync_nats_port,
+        )
+        await self.link.start()
 
     async def _start_http(self) -> None:
         from ship_agent.api import create_app  # the API imports the agent's types
@@ -152,6 +183,8 @@ class ShipAgent:
             await self.nats.stop()
         if self._http is not None:
             await self._http.stop()
+        if self.link is not None:
+            await self.link.stop()
         await self.drained()
         self._stopping = True
         self._wake.set()
@@ -162,6 +195,89 @@ class ShipAgent:
         self.pipeline.checkpoint()
         self.store.close()
         _log.info("agent stopped", ship_id=self.ship_id)
+
+    # ---------------------------------------------------------------- shore (sync.downlink)
+
+    def command_applied(self, command_id: str) -> bool:
+        return self.store.command_applied(command_id)
+
+    async def apply_command(self, cmd: Command) -> None:
+        """Apply a shore command once; its record commits with its effect. Raises if
+        nothing could be recorded (the downlink then keeps the message for later)."""
+        if cmd.action in ("ack", "resolve", "suppress") and cmd.incident_id:
+            op = OperatorCommand(
+                cmd.action, cmd.incident_id, f"shore:{cmd.actor}", cmd.reason, command_id=cmd.id
+            )
+            with contextlib.suppress(LookupError, ValueError):
+                await self.command(op)
+        elif cmd.action == "policy_bundle":
+            self.store.record_applied([self._apply_bundle(cmd)])
+        elif cmd.action == "approval_decision":
+            decision = cmd.payload.get("decision", "?")
+            self.store.record_applied([self._result(cmd, True, f"decision {decision} recorded")])
+        else:
+            self.store.record_applied([self._result(cmd, False, "incident_id is required")])
+        if not self.store.command_applied(cmd.id):
+            raise RuntimeError(f"command {cmd.id} was not applied")
+
+    def _apply_bundle(self, cmd: Command) -> ActionResult:
+        version_ = str(cmd.payload.get("version", ""))
+        files = cmd.payload.get("files")
+        try:
+            if not isinstance(files, dict):
+                raise bundles.BundleError("payload.files must map file names to YAML text")
+            path = bundles.stage(self.settings.data_dir, version_, files)
+            policy = load_policy(path, self.ship_id)
+        except bundles.BundleError as exc:
+            return self._result(cmd, False, f"bundle refused: {exc}")
+        except PolicyError as exc:
+            return self._result(cmd, False, f"{exc.report()}; kept {self.policy.version}")
+        old = self.policy
+        try:
+            self.use_policy(policy)
+        except Exception as exc:  # the new policy does not run: back to the old one
+            self.use_policy(old)
+            return self._result(cmd, False, f"bundle failed to start: {exc}; kept {old.version}")
+        bundles.activate(self.settings.data_dir, path)
+        _log.info("policy bundle active", version=policy.version, previous=old.version)
+        return self._result(cmd, True, f"policy {policy.version} active")
+
+    def use_policy(self, policy: Policy) -> None:
+        """Between two batches: keep what was learned, rebuild the stages on the new policy."""
+        self.pipeline.checkpoint()
+        pipeline = Pipeline(policy, self.store, self.metrics)
+        pipeline.warm_start()
+        self.pipeline, self.policy = pipeline, policy
+        self._limit = policy.ingest.queue_limit
+
+    def _result(self, cmd: Command, ok: bool, detail: str) -> ActionResult:
+        return ActionResult(
+            tracking_id=new_id(),
+            ship_id=self.ship_id,
+            ts=datetime.now(UTC),
+            command_id=cmd.id,
+            action=cmd.action,
+            target=cmd.incident_id or str(cmd.payload.get("version", "")),
+            ok=ok,
+            detail=detail,
+        )
+
+    def heartbeat(self, link_state: str) -> Heartbeat:
+        oldest = self.outbox.oldest_unsent()
+        open_by_severity = Counter(
+            inc.severity.value for inc in self.pipeline.correlate.active.values()
+        )
+        return Heartbeat(
+            tracking_id=new_id(),
+            ship_id=self.ship_id,
+            ts=datetime.now(UTC),
+            agent_version=AGENT_VERSION,
+            policy_version=self.policy.version,
+            link_state=link_state,  # type: ignore[arg-type]
+            queue_depths={**self.outbox.depths(), "ingest": len(self._queue)},
+            oldest_unsent_s=time.time() - oldest if oldest else None,
+            open_incidents=dict(open_by_severity),
+        )
 
     # ---------------------------------------------------------------- loops
 
@@ -236,6 +352,15 @@ class ShipAgent:
                     r.dead_letters_days,
                     r.max_events_rows,
                 )
-                _log.info("retention", **removed)
+                out = self.policy.retention.outbox
+                max_age = out["max_age_days"] * 86_400
+                evicted = self.outbox.evict(
+                    int(out["max_bytes"]), max_age, time.time(), STREAM_AGE_FACTOR * max_age
+                )
+                self.metrics.evicted.inc(len(evicted))
+                removed["outbox"] = self.outbox.purge(
+                    time.time() - 86_400, time.time() - STREAM_AGE_FACTOR * max_age
+                )
+                _log.info("retention", evicted=len(evicted), **removed)
                 last_retention = now
             self.metrics.outbox_unsent.set(self.store.unsent_count())

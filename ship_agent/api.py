@@ -98,6 +98,7 @@ def create_app(agent: ShipAgent) -> Litestar:
         doc = queries.incident_detail(conn, incident_id)
         if doc is None:
             raise NotFoundException(f"no incident {incident_id}")
+        doc["delivery"] = agent.outbox.delivery(incident_id)  # "delivered to shore"
         return doc
 
     async def _act(action: str, incident_id: str, data: ActionBody) -> dict[str, Any]:
@@ -138,6 +139,25 @@ def create_app(agent: ShipAgent) -> Litestar:
             raise NotFoundException(f"no record with tracking id {tracking_id}")
         return out
 
+    @get("/api/v3/sync", sync_to_thread=False)
+    def sync() -> dict[str, Any]:
+        """The uplink as the crew sees it: link state, what waits in each lane, how old."""
+        oldest = agent.outbox.oldest_unsent()
+        uplink = agent.link.uplink if agent.link is not None else None
+        return {
+            "configured": uplink is not None,
+            "link_state": (
+                uplink.link.state(agent.policy.sync.receipt_timeout_s, time.time())
+                if uplink is not None
+                else "not configured"
+            ),
+            "unsent": agent.outbox.depths(),
+            "oldest_unsent_s": time.time() - oldest if oldest else None,
+            "sent_messages": uplink.sent_messages if uplink else 0,
+            "sent_bytes": uplink.sent_bytes if uplink else 0,
+            "uplink_budget_bps": agent.policy.sync.uplink_budget_bps,
+        }
+
     @get("/metrics", sync_to_thread=False, include_in_schema=False)
     def metrics() -> Response[bytes]:
         return Response(agent.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -154,6 +174,7 @@ def create_app(agent: ShipAgent) -> Litestar:
             stats,
             dead_letters,
             trace,
+            sync,
             metrics,
         ],
         openapi_config=OpenAPIConfig(title="Seawatch ship agent", version="3.0.0"),

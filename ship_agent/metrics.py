@@ -47,6 +47,31 @@ class AgentMetrics:
             "seawatch_active_incidents", "Open, acknowledged or suppressed", registry=r
         )
         self.outbox_unsent = Gauge("seawatch_outbox_unsent", "Outbox rows not yet sent", registry=r)
+        self.outbox_depth = Gauge(
+            "seawatch_outbox_depth", "Unsent outbox rows by uplink lane", ["lane"], registry=r
+        )
+        self.oldest_unsent = Gauge(
+            "seawatch_outbox_oldest_unsent_seconds", "Age of the oldest unsent row", registry=r
+        )
+        self.uplink_bytes = Counter(
+            "seawatch_uplink_bytes_total",
+            "Bytes released to the link (payload+framing)",
+            ["lane"],
+            registry=r,
+        )
+        self.link_up = Gauge(
+            "seawatch_link_up", "1 when the leaf link to the hub is up", registry=r
+        )
+        self.catchup_seconds = Gauge(
+            "seawatch_uplink_catchup_seconds",
+            "From the last link restore until nothing was left unsent",
+            registry=r,
+        )
+        self.evicted = Counter(
+            "seawatch_outbox_evicted_total",
+            "Rows a full outbox gave up (sent as gaps)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

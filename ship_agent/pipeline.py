@@ -12,9 +12,11 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.ids import new_id
+from shared.models import ActionResult
 from shared.policy import Policy
 from ship_agent.correlate import CorrelateStage
 from ship_agent.detect import DetectStage
@@ -38,6 +40,7 @@ class OperatorCommand:
     incident_id: str
     actor: str
     reason: str = ""
+    command_id: str | None = None  # set when it came from shore: recorded with its effect
     result: Any = None  # set after commit: new status, or the exception
     done: Any = field(default=None)  # an asyncio.Future when submitted from the API
 
@@ -157,6 +160,8 @@ class Pipeline:
                 b.audit.append((t4, cmd.actor, cmd.action, cmd.incident_id, cmd.reason))
             except (LookupError, ValueError) as exc:
                 cmd.result = exc
+            if cmd.command_id is not None:
+                b.applied.append(self._result_of(cmd, t4))
         b.incidents = c.take_versions()
         for inc in b.incidents:
             self.enrich.last_incident[inc.device] = {
@@ -172,6 +177,19 @@ class Pipeline:
 
         self._observe(b, len(items), [t0, t1, t2, t3, t4, t5, t6])
         return b
+
+    def _result_of(self, cmd: OperatorCommand, ts: float) -> ActionResult:
+        failed = isinstance(cmd.result, Exception)
+        return ActionResult(
+            tracking_id=new_id(),
+            ship_id=self.store.ship_id,
+            ts=datetime.fromtimestamp(ts, UTC),
+            command_id=cmd.command_id or "",
+            action=cmd.action,
+            target=cmd.incident_id,
+            ok=not failed,
+            detail=str(cmd.result) if failed else f"status {cmd.result}",
+        )
 
     def _observe(self, b: Batch, n_items: int, marks: list[float]) -> None:
         m = self.metrics

@@ -20,6 +20,7 @@ from shared.settings import AgentSettings, load_settings
 from shared.timeutil import iso
 from ship_agent.agent import ShipAgent
 from ship_agent.store import Batch
+from sync import bundles
 
 _SHOWN = {"opened", "type", "severity", "escalated", "suppressed", "acknowledged", "resolved"}
 
@@ -47,10 +48,12 @@ def run_ship(args: argparse.Namespace) -> int:
         host=args.host,
         policy_dir=args.policy_dir,
         nats_url=args.nats_url,
+        hub_leaf_url=args.hub_leaf_url,
     )
     log.configure(settings.log_level)
-    try:
-        policy = load_policy(settings.policy_dir, settings.ship_id)
+    try:  # a bundle shore sent and the ship accepted wins over the local directory
+        policy_dir = bundles.active_dir(settings.data_dir) or settings.policy_dir
+        policy = load_policy(policy_dir, settings.ship_id)
     except PolicyError as exc:
         print(exc.report(), file=sys.stderr)
         return 1

@@ -19,14 +19,14 @@ import sqlite_utils
 
 from shared import wire
 from shared.ids import id_floor
-from shared.models import Incident
-from shared.taxonomy import priority_for
+from shared.models import ActionResult, Incident
+from shared.taxonomy import Priority, priority_for
 from ship_agent.correlate import IncidentState
 from ship_agent.enrich import AnomalyRecord
 from ship_agent.records import DeadLetter, LogEvent, MetricEvent
 from ship_agent.templates import TemplateInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -61,9 +61,12 @@ CREATE INDEX IF NOT EXISTS timeline_incident ON incident_timeline(incident_id, v
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, version INTEGER NOT NULL,
   priority INTEGER NOT NULL, kind TEXT NOT NULL, payload BLOB NOT NULL, created REAL NOT NULL,
-  sent REAL, UNIQUE(incident_id, version)
+  sent REAL, delivered REAL, note TEXT, UNIQUE(incident_id, version)
 );
 CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox(sent, priority, id);
+CREATE TABLE IF NOT EXISTS downlink (
+  command_id TEXT PRIMARY KEY, action TEXT, target TEXT, applied REAL, ok INTEGER, detail TEXT
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
   id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL, source TEXT, peer TEXT, reason TEXT,
   data BLOB
@@ -87,6 +90,7 @@ class Batch:
     anomalies: list[AnomalyRecord] = field(default_factory=list)
     incidents: list[IncidentState] = field(default_factory=list)
     audit: list[tuple[float, str, str, str, str]] = field(default_factory=list)
+    applied: list[ActionResult] = field(default_factory=list)  # shore commands, exactly once
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -101,6 +105,10 @@ class Store:
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_DDL)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+        for column in ("delivered REAL", "note TEXT"):  # schema 1 -> 2
+            if column.split()[0] not in columns:
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {column}")
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.conn = conn
         row = conn.execute("SELECT max(id) FROM batches").fetchone()
@@ -199,6 +207,8 @@ class Store:
                     "INSERT INTO audit (ts, actor, action, incident_id, detail) VALUES (?,?,?,?,?)",
                     b.audit,
                 )
+            if b.applied:
+                self._write_applied(b.applied, now)
             b.stages["commit"] = time.time()
             c.execute(
                 "INSERT INTO batches VALUES (?,?,?,?)",
@@ -253,6 +263,33 @@ class Store:
                 now,
             ),
         )
+
+    def _write_applied(self, results: list[ActionResult], now: float) -> None:
+        """A shore command's effect, its record and its result for the uplink commit
+        together, so a crash can neither repeat it nor lose that it happened."""
+        self.conn.executemany(
+            "INSERT INTO downlink VALUES (?,?,?,?,?,?)",
+            [(r.command_id, r.action, r.target, now, int(r.ok), r.detail) for r in results],
+        )
+        self.conn.executemany(
+            "INSERT INTO outbox (incident_id, version, priority, kind, payload, created)"
+            " VALUES (?,1,?,'action_result',?,?)",
+            [(r.command_id, int(Priority.URGENT), wire.encode([r]), now) for r in results],
+        )
+
+    def record_applied(self, results: list[ActionResult]) -> None:
+        """Shore commands that had no pipeline effect (bundles, decisions, refusals)."""
+        self.conn.execute("BEGIN")
+        try:
+            self._write_applied(results, time.time())
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def command_applied(self, command_id: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM downlink WHERE command_id=?", (command_id,))
+        return row.fetchone() is not None
 
     # ---------------------------------------------------------------- state and start-up
 

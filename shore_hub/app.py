@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from shore_hub.api.fleet import FleetController
 from shore_hub.api.incidents import IncidentController
 from shore_hub.api.security import PUBLIC, HubAuthMiddleware
+from shore_hub.api.ships import ShipController
 from shore_hub.api.system import audit, health, live, metrics, token
 
 if TYPE_CHECKING:
@@ -24,7 +25,16 @@ def create_app(hub: Hub) -> Litestar:
 
     app = Litestar(
         signature_namespace={"Hub": HubClass},
-        route_handlers=[health, metrics, token, audit, live, IncidentController, FleetController],
+        route_handlers=[
+            health,
+            metrics,
+            token,
+            audit,
+            live,
+            IncidentController,
+            FleetController,
+            ShipController,
+        ],
         dependencies={"hub": Provide(lambda: hub, sync_to_thread=False)},
         middleware=[DefineMiddleware(HubAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC])],
         openapi_config=OpenAPIConfig(

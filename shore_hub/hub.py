@@ -15,22 +15,24 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import nats
-from nats.js.api import StorageType, StreamConfig
 
 from shared import log
 from shared.http import HttpServer
-from shared.models import Incident
+from shared.models import Command, Incident
 from shared.policy import Policy
 from shared.settings import HubSettings
 from shore_hub.auth import Authenticator, Principal, open_keys
 from shore_hub.fleetstore import FleetStore
-from shore_hub.ingest import STREAM, SUBJECTS, Decoded, IngestWorker
+from shore_hub.ingest import Decoded, IngestWorker
 from shore_hub.live import LiveFeed
 from shore_hub.metrics import HubMetrics
-from sync.natsserver import NatsServer
+from sync.hublink import FleetLink
+from sync.natsserver import NatsServer, free_port
+from sync.registry import ShipRegistry
+from sync.topology import HUB_DOMAIN, HUB_USER
 
 T = TypeVar("T")
-DOMAIN = "hub"
+DUPLICATE_WINDOW_S = 600.0
 _MEMORY_BATCH = 64
 _log = log.get("shore_hub")
 
@@ -48,6 +50,11 @@ class Hub:
             settings.clickhouse_path or settings.data_dir / "clickhouse",
             database=settings.clickhouse_database,
             retention=policy.retention.hub,
+        )
+        self.fleet = FleetLink(
+            ShipRegistry(settings.data_dir / "ships"),
+            settings.host,
+            settings.leaf_port or free_port(settings.host),
         )
         self.memory: Any = None
         self.nats_server: NatsServer | None = None
@@ -89,18 +96,36 @@ class Hub:
         await asyncio.to_thread(self.store.migrate)
         if s.nats_url is None:
             self.nats_server = NatsServer(
-                "seawatch-hub", s.data_dir / "nats", domain=DOMAIN, host=s.host, port=s.nats_port
+                "seawatch-hub",
+                s.data_dir / "nats",
+                domain=HUB_DOMAIN,
+                host=s.host,
+                port=s.nats_port,
+                extra_config=self.fleet.server_config(),
             )
+            self.fleet.server = self.nats_server
             await asyncio.to_thread(self.nats_server.start)
+            self._tasks.append(asyncio.create_task(self.nats_server.supervise(), name="nats"))
         url = s.nats_url or self.nats_server.url  # type: ignore[union-attr]
-        self.nc = await nats.connect(url, name="seawatch-hub", max_reconnect_attempts=-1)
-        self.js = self.nc.jetstream(domain=DOMAIN)
-        await self._ensure_stream()
+        self.nc = await nats.connect(
+            url, name="seawatch-hub", max_reconnect_attempts=-1, **self.nats_auth
+        )
+        self.js = self.nc.jetstream(domain=HUB_DOMAIN)
+        await self.fleet.start(
+            self.nc,
+            self.js,
+            self.policy.retention.outbox["max_age_days"] * 86_400,
+            DUPLICATE_WINDOW_S,
+        )
+        self._tasks.append(asyncio.create_task(self.fleet.watch_leafs(), name="leaf-watch"))
+        self._tasks.append(asyncio.create_task(self._watch_sources(), name="source-lag"))
         if s.memory:
             self.memory = await asyncio.to_thread(self._open_memory)
             self._tasks.append(asyncio.create_task(self._embed_loop(), name="memory"))
         for i in range(s.workers):
-            worker = IngestWorker(self.js, self.store, self._on_stored, f"ingest-{i}")
+            worker = IngestWorker(
+                self.js, self.store, self._on_stored, f"ingest-{i}", self._send_receipts
+            )
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
         self._tasks.append(asyncio.create_task(self._flush_audit_loop(), name="audit"))
@@ -127,25 +152,22 @@ class Hub:
         memory.index_runbooks(runbooks_dir())
         return memory
 
-    async def _ensure_stream(self) -> None:
-        config = StreamConfig(
-            name=STREAM,
-            subjects=[SUBJECTS],
-            storage=StorageType.FILE,
-            duplicate_window=600.0,
-            max_age=self.policy.retention.outbox["max_age_days"] * 86_400,
-        )
-        try:
-            await self.js.stream_info(STREAM)
-            await self.js.update_stream(config)
-        except nats.js.errors.NotFoundError:
-            await self.js.add_stream(config)
+    @property
+    def nats_auth(self) -> dict[str, str]:
+        """Client credentials for the hub's own server (an external one carries its own)."""
+        if self.settings.nats_url is not None:
+            return {}
+        return {"user": HUB_USER, "password": self.fleet.registry.hub_password}
+
+    async def send_command(self, cmd: Command) -> None:
+        await self.fleet.send(cmd)
 
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.stop()
         for worker in self.workers:
             worker.stop()
+        self.fleet.close()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,6 +192,7 @@ class Hub:
             ("heartbeat", d.heartbeats),
             ("insight", d.insights),
             ("action_result", d.actions),
+            ("gap", d.gaps),
         ):
             if items:
                 m.ingested.labels(kind).inc(len(items))
@@ -185,6 +208,15 @@ class Hub:
                         self._to_embed[inc.id] = inc
                 self._embed_wake.set()
                 m.memory_backlog.set(len(self._to_embed))
+
+    async def _send_receipts(self, d: Decoded) -> None:
+        """Each ship learns what is durable ashore: it shows "delivered to shore" and paces
+        its bulk lane by it."""
+        stored = [(i.ship_id, f"{i.id}:{i.version}") for i in d.incidents]
+        stored += [(a.ship_id, f"{a.command_id}:1") for a in d.actions]
+        stored += [(g.ship_id, f"{g.tracking_id}:1") for g in d.gaps]
+        if stored:
+            await self.fleet.receipts(stored)
 
     async def _embed_loop(self) -> None:
         """Embeds the latest version of changed incidents, in batches, off the event loop."""
@@ -202,6 +234,18 @@ class Hub:
                         self._to_embed.setdefault(inc.id, inc)
                     await asyncio.sleep(5.0)
                 self.metrics.memory_backlog.set(len(self._to_embed))
+
+    async def _watch_sources(self, interval: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                lags = await self.fleet.source_lag()
+            except Exception as exc:  # the server restarting: next round
+                _log.warning("source lag unavailable", error=str(exc))
+                continue
+            for ship, (lag, idle) in lags.items():
+                self.metrics.source_lag.labels(ship).set(lag)
+                self.metrics.source_idle.labels(ship).set(idle if idle is not None else -1)
 
     async def _flush_audit_loop(self) -> None:
         while True:

@@ -11,28 +11,23 @@ whole stream changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
 
 from shared import log, wire
-from shared.models import ActionResult, Heartbeat, Incident, Insight
+from shared.models import ActionResult, Gap, Heartbeat, Incident, Insight
+from sync.topology import FLEET_UP
 
-STREAM = "FLEET_UP"
-SUBJECTS = "fleet.up.>"
 DURABLE = "hub-ingest"
 FETCH = 500
 MAX_REDELIVERIES = 3  # a batch that keeps failing to store is dead-lettered message by message
 
 _log = log.get("shore_hub.ingest")
-
-
-def subject_for(ship_id: str, kind: str) -> str:
-    """Where a ship's messages of one kind arrive at the hub."""
-    return f"fleet.up.{ship_id}.{kind}"
 
 
 @dataclass
@@ -41,11 +36,18 @@ class Decoded:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     insights: list[Insight] = field(default_factory=list)
     actions: list[ActionResult] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.incidents) + len(self.heartbeats) + len(self.insights) + len(self.actions)
+        return (
+            len(self.incidents)
+            + len(self.heartbeats)
+            + len(self.insights)
+            + len(self.actions)
+            + len(self.gaps)
+        )
 
 
 def decode_messages(msgs: list[Any], received: float) -> Decoded:
@@ -73,6 +75,8 @@ def decode_messages(msgs: list[Any], received: float) -> Decoded:
                 out.insights.append(item)
             elif isinstance(item, ActionResult):
                 out.actions.append(item)
+            elif isinstance(item, Gap):
+                out.gaps.append(item)
             else:
                 out.dead.append(_dead(msg, received, f"unexpected {item.kind} on the uplink"))
     return out
@@ -92,18 +96,24 @@ class IngestWorker:
     """One consumer loop; run several (tasks or processes) on the same durable to scale."""
 
     def __init__(
-        self, js: Any, store: Any, on_stored: Callable[[Decoded], None], name: str = "ingest-0"
+        self,
+        js: Any,
+        store: Any,
+        on_stored: Callable[[Decoded], None],
+        name: str = "ingest-0",
+        before_ack: Callable[[Decoded], Awaitable[None]] | None = None,
     ) -> None:
         self._js = js
         self._store = store
         self._on_stored = on_stored
+        self._before_ack = before_ack
         self.name = name
         self.stored = 0
         self.dead_letters = 0
         self._stopping = False
 
     async def run(self) -> None:
-        sub = await self._js.pull_subscribe(SUBJECTS, durable=DURABLE, stream=STREAM)
+        sub = await self._js.pull_subscribe("fleet.up.>", durable=DURABLE, stream=FLEET_UP)
         while not self._stopping:
             try:
                 msgs = await sub.fetch(FETCH, timeout=1.0)
@@ -128,8 +138,20 @@ class IngestWorker:
             )
             await self._retry_or_dead_letter(msgs, str(exc))
             return
-        for msg in msgs:
-            await msg.ack()
+        if self._before_ack is not None:
+            try:  # receipts to the ships: sent before the ack, so no crash can lose them
+                await self._before_ack(decoded)
+            except Exception as exc:  # stored but not confirmed: store again (idempotent)
+                _log.warning("receipts failed; batch will be redelivered", error=str(exc))
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                return
+        try:
+            for msg in msgs:
+                await msg.ack()
+        except Exception as exc:  # the server restarting: the rest come again, stored again
+            _log.warning("ack failed; the batch's rest will be redelivered", error=str(exc))
         self.stored += decoded.count
         self.dead_letters += len(decoded.dead)
         self._on_stored(decoded)
@@ -144,6 +166,8 @@ class IngestWorker:
             self._store.insert_insights(d.insights)
         if d.actions:
             self._store.insert_action_results(d.actions)
+        if d.gaps:
+            self._store.insert_gaps(d.gaps)
         if d.dead:
             self._store.insert_dead_letters(d.dead)
 

@@ -21,6 +21,18 @@ class HubMetrics:
             registry=r,
         )
         self.live_clients = Gauge("seawatch_hub_live_clients", "SSE subscribers", registry=r)
+        self.source_lag = Gauge(
+            "seawatch_hub_source_lag_messages",
+            "Messages in a ship's outbox stream not yet sourced into FLEET_UP",
+            ["ship"],
+            registry=r,
+        )
+        self.source_idle = Gauge(
+            "seawatch_hub_source_idle_seconds",
+            "Since FLEET_UP last heard from a ship's outbox stream",
+            ["ship"],
+            registry=r,
+        )
         self.memory_backlog = Gauge(
             "seawatch_hub_memory_backlog", "Incidents waiting to be embedded", registry=r
         )

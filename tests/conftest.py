@@ -70,12 +70,23 @@ class RunningAgent:
         return self.call(q())  # type: ignore[no-any-return]
 
 
-def start_agent(tmp_path: Path, policy: Policy, nats_url: str | None = None) -> RunningAgent:
+def start_agent(
+    tmp_path: Path,
+    policy: Policy,
+    nats_url: str | None = None,
+    ship_id: str = SHIP,
+    **overrides: Any,
+) -> RunningAgent:
     from shared.settings import AgentSettings
     from ship_agent.agent import ShipAgent
 
     settings = AgentSettings(
-        ship_id=SHIP, data_dir=tmp_path / "ship", http_port=0, syslog_port=0, nats_url=nats_url
+        ship_id=ship_id,
+        data_dir=tmp_path / "ship",
+        http_port=0,
+        syslog_port=0,
+        nats_url=nats_url,
+        **overrides,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

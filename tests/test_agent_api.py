@@ -95,6 +95,9 @@ def test_incident_api_filters_pages_and_actions(agent: RunningAgent) -> None:
     assert page1["items"][0]["id"] != page2["items"][0]["id"] and page2["next_cursor"] is None
     inc_id = high["items"][0]["id"]
     detail = httpx.get(f"{agent.url}/api/v3/incidents/{inc_id}").json()
+    # no uplink configured: the version waits in the outbox, not yet sent or delivered
+    assert detail["delivery"]["pending_version"] == detail["version"]
+    assert detail["delivery"]["delivered_at"] is None
     assert detail["timeline"][0]["event"] == "opened"
     assert detail["evidence_detail"][0]["context"]["role"] == "vsat_modem"
     ack = httpx.post(f"{agent.url}/api/v3/incidents/{inc_id}/ack", json={"actor": "eto"})
@@ -116,6 +119,16 @@ def test_incident_api_filters_pages_and_actions(agent: RunningAgent) -> None:
     assert httpx.get(f"{agent.url}/api/v3/incidents/XYZ").status_code == 404
     stats = httpx.get(f"{agent.url}/api/v3/stats").json()
     assert stats["events"]["metric"] == 14 and stats["outbox_unsent"] >= 4
+
+
+def test_sync_status_without_an_uplink_shows_what_waits(agent: RunningAgent) -> None:
+    """The crew sees the uplink's state and what waits, by lane, even with no hub."""
+    httpx.post(f"{agent.url}/api/v3/ingest", json=snr_batch(T0, 9, 8.5))
+    agent.drain()
+    status = httpx.get(f"{agent.url}/api/v3/sync").json()
+    assert status["configured"] is False and status["link_state"] == "not configured"
+    assert status["unsent"]["urgent"] >= 1  # link degradation is high: the urgent lane
+    assert status["oldest_unsent_s"] is not None
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from shared.settings import HubSettings
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.auth import Role
 from shore_hub.hub import Hub
-from shore_hub.ingest import subject_for
+from sync.topology import up_subject
 from tests.conftest import wait_for
 
 
@@ -40,7 +40,7 @@ class RunningHub:
 
     def publish(self, frames: list[tuple[str, bytes]]) -> None:
         async def go() -> None:
-            nc = await nats.connect(self.nats_url)
+            nc = await nats.connect(self.nats_url, **self.hub.nats_auth)
             for subject, data in frames:
                 await nc.publish(subject, data)
             await nc.flush()
@@ -57,6 +57,7 @@ def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
     settings = HubSettings(
         data_dir=data,
         http_port=0,
+        leaf_port=0,
         workers=2,
         clickhouse_path=chdb_path,
         clickhouse_database="hub_test",
@@ -154,7 +155,7 @@ def test_ingest_stores_latest_version_idempotently(running: RunningHub) -> None:
     admin = running.key(Role.ADMIN)
     v1, v2, v3 = (incident("MV-ALPHA", 1, v) for v in (1, 2, 3))
     resolved = incident("MV-ALPHA", 1, 4, status=IncidentStatus.RESOLVED)
-    frames = [(subject_for("MV-ALPHA", "incident"), frame(v)) for v in (v1, v3, v2, resolved)]
+    frames = [(up_subject("MV-ALPHA", "incident"), frame(v)) for v in (v1, v3, v2, resolved)]
     running.publish(frames + frames)  # out of order, and everything twice
 
     def detail() -> dict[str, Any] | None:
@@ -176,9 +177,9 @@ def test_poison_messages_are_dead_lettered_and_do_not_wedge(running: RunningHub)
     good = incident("MV-BRAVO", 7)
     running.publish(
         [
-            (subject_for("MV-BRAVO", "incident"), b"not a frame"),
-            (subject_for("MV-BRAVO", "incident"), frame(incident("MV-OTHER", 8))),  # wrong ship
-            (subject_for("MV-BRAVO", "incident"), frame(good)),
+            (up_subject("MV-BRAVO", "incident"), b"not a frame"),
+            (up_subject("MV-BRAVO", "incident"), frame(incident("MV-OTHER", 8))),  # wrong ship
+            (up_subject("MV-BRAVO", "incident"), frame(good)),
         ]
     )
     wait_for(
@@ -195,7 +196,7 @@ def test_poison_messages_are_dead_lettered_and_do_not_wedge(running: RunningHub)
 
 def test_scoped_keys_see_only_their_ships(running: RunningHub) -> None:
     a, c = incident("MV-CHARLIE", 20), incident("MV-DELTA", 21)
-    running.publish([(subject_for(i.ship_id, "incident"), frame(i)) for i in (a, c)])
+    running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in (a, c)])
     admin = running.key(Role.ADMIN)
     for stored in (a, c):
         wait_for(
@@ -230,8 +231,8 @@ def test_fleet_view_stats_and_trace(running: RunningHub) -> None:
     opened = incident("MV-ECHO", 30, severity=Severity.CRITICAL, itype=IncidentType.COMMS_OUTAGE)
     running.publish(
         [
-            (subject_for("MV-ECHO", "heartbeat"), frame(beat)),
-            (subject_for("MV-ECHO", "incident"), frame(opened)),
+            (up_subject("MV-ECHO", "heartbeat"), frame(beat)),
+            (up_subject("MV-ECHO", "incident"), frame(opened)),
         ]
     )
 
@@ -295,7 +296,7 @@ def test_live_feed_streams_incident_changes(running: RunningHub) -> None:
     t = threading.Thread(target=listen)
     t.start()
     wait_for(lambda: running.hub.live.subscribers)
-    running.publish([(subject_for("MV-FOXTROT", "incident"), frame(incident("MV-FOXTROT", 40)))])
+    running.publish([(up_subject("MV-FOXTROT", "incident"), frame(incident("MV-FOXTROT", 40)))])
     t.join(30)
     assert got and '"ship_id":"MV-FOXTROT"' in got[0]
 
@@ -327,7 +328,7 @@ def test_ship_incidents_arrive_with_stats_and_trace(
         )
     }
     assert len(latest) == 2
-    running.publish([(subject_for(ship, "incident"), bytes(p[0])) for p in outbox])
+    running.publish([(up_subject(ship, "incident"), bytes(p[0])) for p in outbox])
     admin = running.key(Role.ADMIN)
 
     def stored() -> list[dict[str, Any]] | None:
@@ -361,7 +362,7 @@ def test_similar_incidents_across_the_fleet_and_search(running: RunningHub) -> N
         itype=IncidentType.SECURITY_ALERT,
         narrative="sshd brute force: 400 failed logins from one public address",
     )
-    running.publish([(subject_for(i.ship_id, "incident"), frame(i)) for i in (before, now, other)])
+    running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in (before, now, other)])
 
     def similar() -> list[dict[str, Any]] | None:
         r = httpx.get(

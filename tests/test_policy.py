@@ -39,6 +39,7 @@ def test_every_segment_file_ships_in_the_package() -> None:
         "retention",
         "privacy",
         "slo",
+        "sync",
     ):
         assert f"{seg}.yaml" in names
 
@@ -134,3 +135,21 @@ def test_policy_check_cli_prints_effective_policy_or_errors(tmp_path: Path) -> N
     )
     assert bad.returncode == 1
     assert "slo.yaml: slo.agent_rss_mb" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("root", "expected"),
+    [
+        ("profile: [1]\n", "profile: not a name"),
+        ("profiles: 3\n", "profiles: not a mapping"),
+        ("profiles: {standard: 3}\n", "profiles.standard: not a mapping"),
+    ],
+)
+def test_malformed_profiles_are_reported_not_raised(
+    tmp_path: Path, root: str, expected: str
+) -> None:
+    """A bundle from shore can hold anything: the loader reports it, never crashes."""
+    (tmp_path / "policy.yaml").write_text(root, encoding="utf-8")
+    with pytest.raises(PolicyError) as err:
+        load_policy(tmp_path)
+    assert expected in str(err.value)

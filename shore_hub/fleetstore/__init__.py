@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from shared.models import ActionResult, Heartbeat, Incident, Insight
+from shared.models import ActionResult, Gap, Heartbeat, Incident, Insight
 from shared.timeutil import iso
 from shore_hub.fleetstore.backends import (
     Backend,
@@ -295,6 +295,24 @@ class FleetStore:
                     "detail": r.detail,
                 }
                 for r in results
+            ],
+        )
+
+    def insert_gaps(self, gaps: list[Gap]) -> None:
+        """One row per evicted "incident_id:version" key, so the hub can tell which
+        versions it will never receive (replays collapse)."""
+        self.backend.insert(
+            self._t("gaps"),
+            [
+                {
+                    "ship_id": g.ship_id,
+                    "ts": g.ts.timestamp(),
+                    "tracking_id": g.tracking_id,
+                    "key": key,
+                    "reason": g.reason,
+                }
+                for g in gaps
+                for key in g.evicted
             ],
         )
 
@@ -607,7 +625,8 @@ class FleetStore:
         return out
 
     def fleet(self, ships: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Per ship: the latest heartbeat and the hub's view of its incidents."""
+        """Per ship: the latest heartbeat, the hub's view of its incidents and `evicted`,
+        how many incident versions its outbox dropped unsent (distinct keys: no FINAL)."""
         where = _Where(ships)
         beats = self.backend.query(
             f"SELECT ship_id, {_ms('ts')} AS ts_ms, link_state, queue_depths, oldest_unsent_s,"
@@ -625,6 +644,11 @@ class FleetStore:
         last = self.backend.query(
             f"SELECT ship_id, max({_ms('last_seen')}) AS last_ms"
             f" FROM {self._t('ship_last_incident')}{where.sql()} GROUP BY ship_id",
+            where.params,
+        )
+        evicted = self.backend.query(
+            f"SELECT ship_id, uniqExact(key) AS evicted FROM {self._t('gaps')}{where.sql()}"
+            " GROUP BY ship_id",
             where.params,
         )
         now = time.time()
@@ -647,6 +671,7 @@ class FleetStore:
                     "open_incidents": {},
                     "open_total": 0,
                     "last_incident": None,
+                    "evicted": 0,
                 },
             )
 
@@ -663,6 +688,8 @@ class FleetStore:
             entry["open_total"] += c["open"]
         for r in last:
             ship_entry(r["ship_id"])["last_incident"] = _iso_ms(r["last_ms"])
+        for r in evicted:
+            ship_entry(r["ship_id"])["evicted"] = r["evicted"]
         return [out[s] for s in sorted(out)]
 
     # -------------------------------------------------------------- records
@@ -674,6 +701,17 @@ class FleetStore:
             f"SELECT ship_id, command_id, tracking_id, {_ms('ts')} AS ts_ms, action, target,"
             f" ok, detail FROM {self._t('actions')} FINAL{where.sql()}"
             " ORDER BY ts_ms DESC, command_id LIMIT {limit:UInt32}",
+            {**where.params, "limit": _limit(limit)},
+        )
+        return [_with_ts(r) for r in rows]
+
+    def gaps(self, ships: Sequence[str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Incident versions ships evicted before sending them, newest first."""
+        where = _Where(ships)
+        rows = self.backend.query(
+            f"SELECT ship_id, {_ms('ts')} AS ts_ms, tracking_id, key, reason"
+            f" FROM {self._t('gaps')} FINAL{where.sql()}"
+            " ORDER BY ts_ms DESC, ship_id, key LIMIT {limit:UInt32}",
             {**where.params, "limit": _limit(limit)},
         )
         return [_with_ts(r) for r in rows]

@@ -213,6 +213,19 @@ def migrations(db: str) -> list[Migration]:
                 ORDER BY ts""",
             ),
         ),
+        Migration(
+            2,
+            "gaps: incident versions a ship evicted unsent",
+            (
+                # one row per evicted key; a replayed gap message repeats (ship, tracking
+                # id, key) and its ts, so it collapses like the other immutable facts
+                f"""CREATE TABLE IF NOT EXISTS {db}.gaps (
+                    ship_id {_LC}, ts {_TS}, tracking_id String, key String, reason String
+                ) ENGINE = ReplacingMergeTree
+                PARTITION BY toYYYYMM(ts)
+                ORDER BY (ship_id, tracking_id, key)""",
+            ),
+        ),
     ]
 
 
@@ -230,6 +243,7 @@ TTL_COLUMNS: dict[str, tuple[str, str]] = {
     "approvals": ("ts", "incidents_days"),
     "audit": ("ts", "incidents_days"),
     "dead_letters": ("ts", "dead_letters_days"),
+    "gaps": ("ts", "incidents_days"),
 }
 
 
