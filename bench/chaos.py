@@ -124,6 +124,20 @@ def _read_pid(pid_file: Path) -> int | None:
         return None
 
 
+def _end(proc: subprocess.Popen[bytes] | None, sig: int) -> int | None:
+    """Signal a process (SIGTERM: a clean stop; SIGKILL: a crash) and reap it."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(60.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class _Hub:
     """`seawatch hub` on fixed ports, so a restart keeps the addresses ships use."""
 
@@ -168,16 +182,7 @@ class _Hub:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(60.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return _end(proc, sig)
 
 
 @dataclass
@@ -230,16 +235,7 @@ class _Ship:
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         self.url = None
         proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(60.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return _end(proc, sig)
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         """Read-only, beside a running agent (WAL lets readers in)."""

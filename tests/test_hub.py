@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,19 +50,12 @@ class RunningHub:
         asyncio.run(go())
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
+@contextmanager
+def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
+    """A real hub on its own event loop in a thread, stopped (server included) whatever
+    failed."""
     from shared.policy import load_policy
 
-    data = tmp_path_factory.mktemp("hub")
-    settings = HubSettings(
-        data_dir=data,
-        http_port=0,
-        leaf_port=0,
-        workers=2,
-        clickhouse_path=chdb_path,
-        clickhouse_database="hub_test",
-    )
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     hub = Hub(settings, load_policy())
@@ -75,6 +69,20 @@ def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
             if hub.nats_server is not None:
                 hub.nats_server.stop()  # never leave a server behind, whatever failed
             loop.call_soon_threadsafe(loop.stop)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
+    settings = HubSettings(
+        data_dir=tmp_path_factory.mktemp("hub"),
+        http_port=0,
+        leaf_port=0,
+        workers=2,
+        clickhouse_path=chdb_path,
+        clickhouse_database="hub_test",
+    )
+    with hub_running(settings) as running:
+        yield running
 
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)

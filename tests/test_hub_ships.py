@@ -3,8 +3,6 @@ with JetStream, chdb and real HTTP (incident memory off: nothing here searches).
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,18 +17,15 @@ from shared.models import Command, Gap
 from shared.settings import HubSettings
 from shore_hub.api.ships import NEEDS
 from shore_hub.auth import Role
-from shore_hub.hub import Hub
 from sync.topology import FLEET_DOWN, down_subject, up_subject
 from tests.conftest import wait_for
-from tests.test_hub import RunningHub
+from tests.test_hub import RunningHub, hub_running
 
 GOOD_BUNDLE = {"version": "2026.12.0", "files": {"policy.yaml": 'version: "2026.12.0"\n'}}
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
-    from shared.policy import load_policy
-
     settings = HubSettings(
         data_dir=tmp_path_factory.mktemp("hub-ships"),
         http_port=0,
@@ -40,19 +35,8 @@ def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
         clickhouse_path=chdb_path,
         clickhouse_database="hub_ships_test",
     )
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    hub = Hub(settings, load_policy())
-    asyncio.run_coroutine_threadsafe(hub.start(), loop).result(120)
-    try:
-        yield RunningHub(hub, loop)
-    finally:
-        try:
-            asyncio.run_coroutine_threadsafe(hub.stop(), loop).result(60)
-        finally:
-            if hub.nats_server is not None:
-                hub.nats_server.stop()  # never leave a server behind, whatever failed
-            loop.call_soon_threadsafe(loop.stop)
+    with hub_running(settings) as running:
+        yield running
 
 
 def register(running: RunningHub, ship: str) -> str:

@@ -250,6 +250,27 @@ def test_incidents_of_every_ship_reach_the_hub_and_are_receipted(fleet: Fleet) -
     assert not set(fleet.stored("SHIP-A")) & set(fleet.stored("SHIP-B"))
 
 
+def test_sync_metrics_show_lanes_bytes_link_and_source_lag(fleet: Fleet) -> None:
+    """The ship's /metrics carry what its uplink did (bytes by lane, link up, unsent by
+    lane) and the hub's carry each ship's source lag and idle time."""
+    raise_new(fleet, "SHIP-A", 1, "urgent")
+    wait_in_sync(fleet, "SHIP-A")
+    ship = fleet.agents["SHIP-A"].agent.metrics.render().decode()
+    assert 'seawatch_uplink_bytes_total{lane="urgent"}' in ship
+    urgent = next(x for x in ship.splitlines() if x.startswith("seawatch_uplink_bytes_total{la"))
+    assert float(urgent.rsplit(" ", 1)[1]) > 0
+    assert "seawatch_link_up 1.0" in ship
+    assert 'seawatch_outbox_depth{lane="bulk"}' in ship
+
+    def hub_lag() -> bool:
+        text = fleet.hub.metrics.render().decode()
+        return 'seawatch_hub_source_lag_messages{ship="SHIP-A"}' in text and (
+            'seawatch_hub_source_idle_seconds{ship="SHIP-B"}' in text
+        )
+
+    wait_for(hub_lag, DELIVERY_S)
+
+
 def test_a_cut_link_queues_on_board_and_catches_up_after_restore(fleet: Fleet) -> None:
     """While one ship's link is down (connections reset) nothing of it reaches the hub and
     the other ship is unaffected; after restore everything queued arrives, sourcing having
