@@ -3,9 +3,9 @@ tasks, supervised.
 
 The leaf server runs JetStream in the ship's own domain, so the OUTBOX and DOWNLINK streams
 live on the ship and keep working with the link down. Sourcing across the leaf resumes on
-its own after a reconnect, but only after a back-off that grows with the outage (measured:
-~27 s after a 30 s cut, ~50 s after 60 s); re-adding the DOWNLINK source when the leaf
-comes back resumes it at once (the hub does the same for FLEET_UP).
+its own after a reconnect, but only after a back-off that grows with the outage (48 s after
+a 120 s outage, docs/sync.md); re-adding the DOWNLINK source when the leaf comes back
+resumes it at once (the hub does the same for FLEET_UP).
 """
 
 from __future__ import annotations
