@@ -176,13 +176,21 @@ class IngestWorker:
             if msg.metadata.num_delivered < MAX_REDELIVERIES:
                 await msg.nak(delay=1.0)
                 continue
+            alone = decode_messages([msg], time.time())
             try:  # alone, so one message the store refuses cannot hold back the others
-                await asyncio.to_thread(self._write, decode_messages([msg], time.time()))
+                await asyncio.to_thread(self._write, alone)
             except Exception as exc:
                 dead = [_dead(msg, time.time(), f"store refused it: {exc}")]
                 try:
                     await asyncio.to_thread(self._store.insert_dead_letters, dead)
                 except Exception:
                     await msg.nak(delay=5.0)  # the store itself is down: keep it in the stream
+                    continue
+            else:
+                try:
+                    if self._before_ack is not None:
+                        await self._before_ack(alone)
+                except Exception:
+                    await msg.nak(delay=5.0)  # stored, not yet confirmed: store again later
                     continue
             await msg.ack()
