@@ -102,8 +102,13 @@ def start_agent(
 
 
 def stop_agent(running: RunningAgent) -> None:
-    running.call(running.agent.stop())
-    running.loop.call_soon_threadsafe(running.loop.stop)
+    try:
+        running.call(running.agent.stop())
+    finally:
+        link = running.agent.link
+        if link is not None:
+            link.server.stop()  # a stop that failed or timed out must not leave the server up
+        running.loop.call_soon_threadsafe(running.loop.stop)
 
 
 @pytest.fixture
