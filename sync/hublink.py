@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import nats
-import orjson
 from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 
 from shared import log, wire
@@ -135,15 +134,11 @@ class FleetLink:
 
     async def source_lag(self) -> dict[str, tuple[int, float | None]]:
         """Per ship: messages not yet sourced, and seconds since its source was last active."""
-        # raw API: the client library's StreamSourceInfo drops `external`, which names the ship
-        reply = await self.nc.request(f"$JS.{HUB_DOMAIN}.API.STREAM.INFO.{FLEET_UP}", b"")
         out: dict[str, tuple[int, float | None]] = {}
-        for src in orjson.loads(reply.data).get("sources") or []:
+        for src in await sourcing.sources(self.nc, HUB_DOMAIN, FLEET_UP):
             api = (src.get("external") or {}).get("api", "")
             if api.startswith("$JS.") and api.endswith(".API"):
-                active = src.get("active")
-                idle = active / 1e9 if active is not None and active >= 0 else None
-                out[api[4:-4]] = (int(src.get("lag", 0)), idle)
+                out[api[4:-4]] = (int(src.get("lag", 0)), sourcing.idle_s(src))
         return out
 
     async def watch_leafs(self, interval: float = 0.5) -> None:
@@ -175,8 +170,12 @@ class FleetLink:
 
     async def _resume(self, ship_id: str) -> bool:
         async def active() -> bool:
-            idle = (await self.source_lag()).get(ship_id, (0, None))[1]
-            return sourcing.is_active(idle, within_s=5.0)
+            api = f"$JS.{ship_id}.API"
+            return any(
+                sourcing.is_active(src)
+                for src in await sourcing.sources(self.nc, HUB_DOMAIN, FLEET_UP)
+                if (src.get("external") or {}).get("api") == api
+            )
 
         return await sourcing.resume(ship_id, lambda: self.restart_source(ship_id), active)
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import nats
-import orjson
 from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
 from pydantic import BaseModel
 
@@ -196,8 +195,4 @@ class ShipLink:
         await self.js.update_stream(self._stream_configs()[1])
 
     async def _downlink_active(self) -> bool:
-        reply = await self.nc.request(f"$JS.{self.ship_id}.API.STREAM.INFO.{DOWNLINK}", b"")
-        sources = orjson.loads(reply.data).get("sources") or [{}]
-        active = sources[0].get("active")
-        idle = active / 1e9 if active is not None and active >= 0 else None
-        return sourcing.is_active(idle, within_s=5.0)
+        return any(map(sourcing.is_active, await sourcing.sources(self.nc, self.ship_id, DOWNLINK)))

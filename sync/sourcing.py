@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
 
 from shared import log
 
 FIRST_WAIT_S = 1.0
 ATTEMPTS = 6  # waits of 1, 2, 4, 8, 16, 32 s: past that, the server's own retry takes over
 
+ACTIVE_WITHIN_S = 5.0  # a flowing source hears from its origin (heartbeats) every second
 _log = log.get("sync.sourcing")
 
 
@@ -40,6 +44,19 @@ async def resume(
     return False
 
 
-def is_active(idle_s: float | None, within_s: float) -> bool:
-    """A source's `active` is the time since it last heard from its origin (-1: never)."""
-    return idle_s is not None and 0 <= idle_s <= within_s
+async def sources(nc: Any, domain: str, stream: str) -> list[dict[str, Any]]:
+    """A stream's source states, raw: the client library's StreamSourceInfo drops
+    `external`, which names the ship a source comes from."""
+    reply = await nc.request(f"$JS.{domain}.API.STREAM.INFO.{stream}", b"")
+    return list(orjson.loads(reply.data).get("sources") or [])
+
+
+def idle_s(source: dict[str, Any]) -> float | None:
+    """Seconds since the source last heard from its origin; None if it never did (-1)."""
+    active = source.get("active")
+    return active / 1e9 if active is not None and active >= 0 else None
+
+
+def is_active(source: dict[str, Any]) -> bool:
+    idle = idle_s(source)
+    return idle is not None and idle <= ACTIVE_WITHIN_S
