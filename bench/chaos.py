@@ -213,7 +213,7 @@ class _Ship:
         self.starts += 1
         log = self.logs / f"{self.ship_id}-{self.starts}.log"
         args = ["--ship-id", self.ship_id, "--data-dir", str(self.data_dir)]
-        args += ["--http-port", "0", "--syslog-port", "0"]
+        args += ["--http-port", "0", "--syslog-port", "0", "--no-llm"]
         args += ["--hub-leaf-url", f"nats-leaf://127.0.0.1:{self.link.port}"]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,13 @@ print(i + j)
 """
 
 
-async def _latency_run(rate: float, seconds: float, devices: int) -> dict[str, Any]:
+async def latency_run(
+    rate: float,
+    seconds: float,
+    devices: int,
+    during: Callable[[Any], Coroutine[Any, Any, None]] | None = None,
+) -> dict[str, Any]:
+    """A real agent fed at `rate` by a sender process; `during(agent)` runs meanwhile."""
     from shared.settings import AgentSettings
     from ship_agent.agent import ShipAgent
 
@@ -195,7 +201,9 @@ async def _latency_run(rate: float, seconds: float, devices: int) -> dict[str, A
         latencies.extend(done - e.received for e in b.metrics)
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = AgentSettings(ship_id=SHIP, data_dir=Path(tmp), http_port=0, syslog_port=0)
+        settings = AgentSettings(
+            ship_id=SHIP, data_dir=Path(tmp), http_port=0, syslog_port=0, insight=False
+        )
         agent = ShipAgent(settings, load_policy(ship_id=SHIP))
         await agent.start()
         agent.listeners.append(record)
@@ -212,7 +220,10 @@ async def _latency_run(rate: float, seconds: float, devices: int) -> dict[str, A
             stdout=subprocess.PIPE,
         )
         payload = (json.dumps(lines) + "\n" + json.dumps(metrics) + "\n").encode()
+        beside = asyncio.create_task(during(agent)) if during else None  # e.g. the insight path
         out, _ = await proc.communicate(payload)
+        if beside is not None:
+            await beside
         sent = int(out.decode().strip() or 0)
         await asyncio.sleep(0.5)
         await agent.drained()
@@ -315,7 +326,7 @@ def main(args: argparse.Namespace) -> int:
     _row("whole fast path -> commit", t["pipeline"], "events/s")
     _row("ratio whole / parts back to back", t["pipeline"] / t["parts_combined"], "", ".2f")
 
-    lat = asyncio.run(_latency_run(args.rate, args.latency_seconds, min(args.devices, 50)))
+    lat = asyncio.run(latency_run(args.rate, args.latency_seconds, min(args.devices, 50)))
     print(
         f"\nlatency ingest -> committed, real agent, UDP syslog + HTTP metrics at "
         f"{lat['rate']:,.0f} events/s for {args.latency_seconds:.0f} s "

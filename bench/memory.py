@@ -1,15 +1,17 @@
 """`seawatch bench memory`: how fast the hub's incident memory embeds, stores and finds.
 
 Throughput: N synthetic incidents (40 ships, ten kinds of problem with varied numbers and
-devices) through `IncidentMemory.upsert_incidents` in the hub's batch size, on the real
-MiniLM model and real Qdrant: local mode persisted in a temporary folder (the embedded
-default) or the server given with --url. Then a second version of each (resolved, same
-text), which reuses the stored vectors. The model alone is timed on the same texts.
-Search: the collection is filled to each size with perturbed copies of the real
-vectors (the model would need minutes per 100k texts and adds nothing to search cost),
-through the same upsert code; local mode fills in memory, where it searches anyway.
-Then p50/p99 of `similar()` by id, with and without other_ships_only, and of a filtered
-`search()` without its query embedding, timed separately on the real model.
+devices). The model alone, its graph as shipped and fused (`OnnxMiniLM(fused=False)` and
+the default), on the same texts. Then, per engine, the incidents through
+`IncidentMemory.upsert_incidents` in the hub's batch size, on the real model and real
+Qdrant persisted in a temporary folder (Qdrant Edge and qdrant-client's local mode side by
+side, or the server given with --url), and a second version of each (resolved, same
+text), which reuses the stored vectors: upsert without the model.
+Search: per engine, the collection is filled to each size with perturbed copies of the
+real vectors (the model would need minutes per 100k texts and adds nothing to search
+cost), through the same upsert code; local mode fills in memory, where it searches anyway.
+Then p50/p95/p99 of `similar()` by id, with and without other_ships_only, and of a
+filtered `search()` without its query embedding, timed separately on the real model.
 """
 
 from __future__ import annotations
@@ -116,26 +118,33 @@ class PerturbedEmbedder:
     name = "all-MiniLM-L6-v2-int8"  # same space as the vectors it perturbs
     dim = 384
 
-    def __init__(self, base: list[list[float]], noise: float = 0.03) -> None:
-        self.base = np.asarray(base, dtype=np.float32)
+    def __init__(self, base: np.ndarray[Any, Any], noise: float = 0.03) -> None:
+        self.base = base
         self.noise = noise
         self.rng = np.random.default_rng(11)
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str]) -> np.ndarray[Any, Any]:
         rows = [zlib.crc32(t.encode()) % len(self.base) for t in texts]
         v = self.base[rows] + self.rng.normal(0, self.noise, (len(texts), self.dim))
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()  # type: ignore[no-any-return]
+        unit: np.ndarray[Any, Any] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(
+            np.float32
+        )
+        return unit
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def _open(embedder: Any, args: argparse.Namespace, path: Path | None) -> IncidentMemory:
-    if args.url:
+def _backends(args: argparse.Namespace) -> list[str]:
+    return ["server"] if args.url else args.engines
+
+
+def _open(embedder: Any, args: argparse.Namespace, backend: str, path: Path | None) -> Any:
+    if backend == "server":
         namespace = f"bench_{uuid.uuid4().hex[:8]}_"
         memory = IncidentMemory(embedder, url=args.url, namespace=namespace)
     else:
-        memory = IncidentMemory(embedder, path=path)
+        memory = IncidentMemory(embedder, path=path, engine=backend)
     memory.ensure_collections()
     return memory
 
@@ -150,22 +159,31 @@ def _batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def _thread_counts(args: argparse.Namespace) -> list[int]:
+    return sorted({1, args.threads, os.cpu_count() or 1})
+
+
+def model_rates(args: argparse.Namespace, texts: list[str]) -> dict[tuple[str, int], float]:
+    """Texts/s of the model alone, per graph and thread count, on the same texts."""
+    out = {}
+    for threads in _thread_counts(args):
+        for graph in ("shipped", "fused"):
+            model = OnnxMiniLM(threads=threads, fused=graph == "fused")
+            model.embed(texts[:64])  # warm-up
+            out[graph, threads] = _rate(model.embed, _batches(texts, args.batch))
+    return out
+
+
+def throughput(
+    args: argparse.Namespace, backend: str, threads: int, work: Path
+) -> dict[str, float]:
+    """embed + upsert of new incidents, then upsert alone (new versions, same text)."""
     incidents = make_incidents(args.incidents)
-    texts = [incident_text(i) for i in incidents]
-    out: dict[str, Any] = {"n": len(incidents), "chars": statistics.fmean(map(len, texts))}
-    for threads in sorted({1, args.threads, os.cpu_count() or 1}):
-        model = OnnxMiniLM(threads=threads)
-        model.embed(texts[:64])  # warm-up
-        out[f"embed_{threads}"] = _rate(model.embed, _batches(texts, args.batch))
-    memory = _open(OnnxMiniLM(threads=args.threads), args, work / "throughput")
-    out["upsert"] = _rate(memory.upsert_incidents, _batches(incidents, args.batch))
+    memory = _open(OnnxMiniLM(threads=threads), args, backend, work / f"{backend}-{threads}")
+    out = {"upsert": _rate(memory.upsert_incidents, _batches(incidents, args.batch))}
     rng = random.Random(3)
     second = [resolved(i, rng) for i in incidents]
     out["reversion"] = _rate(memory.upsert_incidents, _batches(second, args.batch))
-    out["vectors"] = [p for b in _batches(texts, 256) for p in memory.embedder.embed(b)]
-    memory.embedder.embed(["warm-up"])
-    out["embed_query"] = _latency(lambda t: memory.embedder.embed([t]), texts[:100])
     _close(memory)
     return out
 
@@ -178,31 +196,41 @@ def _rate(fn: Callable[[list[T]], object], batches: list[list[T]]) -> float:
     return sum(map(len, batches)) / (time.perf_counter() - start)
 
 
-def _latency(fn: Callable[[T], object], items: list[T]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds of fn(item), one item after the other."""
+def _latency(fn: Callable[[T], object], items: list[T]) -> tuple[float, float, float]:
+    """p50, p95 and p99 in milliseconds of fn(item), one item after the other."""
     ms = []
     for item in items:
         start = time.perf_counter()
         fn(item)
         ms.append((time.perf_counter() - start) * 1000)
     ms.sort()
-    return statistics.median(ms), ms[round(0.99 * (len(ms) - 1))]
+    p50, p95, p99 = (ms[round(q * (len(ms) - 1))] for q in (0.5, 0.95, 0.99))
+    return p50, p95, p99
 
 
 def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
-def search_latency(args: argparse.Namespace, base: list[list[float]]) -> list[dict[str, Any]]:
-    memory = _open(PerturbedEmbedder(base), args, None)
+def _engines(text: str) -> list[str]:
+    return text.split(",")
+
+
+def search_latency(
+    args: argparse.Namespace, backend: str, base: np.ndarray[Any, Any]
+) -> list[dict[str, Any]]:
+    memory = _open(PerturbedEmbedder(base), args, backend, None)
     fill = make_incidents(max(args.sizes), seed=11)
     rng = random.Random(5)
     results, filled = [], 0
     for size in sorted(args.sizes):
-        start = time.perf_counter()
+        slowest, start = 0.0, time.perf_counter()
         for batch in _batches(fill[filled:size], 2000):
+            call = time.perf_counter()
             memory.upsert_incidents(batch)
+            slowest = max(slowest, time.perf_counter() - call)
         row: dict[str, Any] = {"size": memory.count(), "fill_s": time.perf_counter() - start}
+        row["slowest_upsert_s"] = slowest
         filled = size
         probes = rng.sample(fill[:filled], min(args.queries, filled))
         row["similar"] = _latency(lambda p: memory.similar(p.id), probes)
@@ -220,11 +248,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=100, help="queries per size and kind")
     parser.add_argument("--batch", type=int, default=64, help="incidents per upsert")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--url", help="a Qdrant server (default: local mode)")
+    parser.add_argument("--engines", type=_engines, default=["edge", "local"],
+                        help="embedded engines to compare, comma-separated")  # fmt: skip
+    parser.add_argument("--url", help="a Qdrant server instead of the embedded engines")
 
 
-def _row(name: str, value: float, unit: str, fmt: str = ",.0f", note: str = "") -> None:
-    print(f"  {name:<42}{value:>12{fmt}}  {unit:<12}{note}")
+def _row(name: str, values: list[str], note: str = "") -> None:
+    print(f"  {name:<44}" + "".join(f"{v:>22}" for v in values) + (f"  {note}" if note else ""))
 
 
 def _verdict(ok: bool) -> str:
@@ -234,48 +264,81 @@ def _verdict(ok: bool) -> str:
 def main(args: argparse.Namespace) -> int:
     # qdrant-client warns past 20k points in local mode; the table below shows why.
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
-    backend = f"Qdrant server {args.url}" if args.url else "qdrant-client local mode"
+    backends = _backends(args)
     print(
         f"seawatch bench memory — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {backend}, "
+        f"Python {platform.python_version()}, {', '.join(backends)}"
+        f"{' ' + args.url if args.url else ''}, "
         f"load average {os.getloadavg()[0]:.1f} at start"
     )
+    texts = [incident_text(i) for i in make_incidents(args.incidents)]
+    print(
+        f"\nthroughput, {len(texts):,} incidents ({statistics.fmean(map(len, texts)):.0f} "
+        f"characters of text on average), batches of {args.batch}, all-MiniLM-L6-v2 int8 "
+        "on onnxruntime"
+    )
+    rates = model_rates(args, texts)
+    _row("model alone (texts/s)", ["shipped graph", "fused", "ratio"])
+    for threads in _thread_counts(args):
+        shipped, fused = rates["shipped", threads], rates["fused", threads]
+        _row(
+            f"  {threads} thread(s)",
+            [f"{shipped:,.0f}", f"{fused:,.0f}", f"{fused / shipped:.1f}x"],
+        )
+    model = OnnxMiniLM(threads=args.threads)
+    model.embed(["warm-up"])
+    query = _latency(lambda text: model.embed([text]), texts[:100])
+    _row("embed one query text, p50 / p99 (ms)", [f"{query[0]:.1f}", f"{query[2]:.1f}"])
     with tempfile.TemporaryDirectory(prefix="seawatch-bench-memory-") as tmp:
-        t = throughput(args, Path(tmp))
-    store = "persisted in a folder" if not args.url else "server"
-    print(
-        f"\nthroughput, {t['n']:,} incidents ({t['chars']:.0f} characters of text on "
-        f"average), batches of {args.batch}, all-MiniLM-L6-v2 int8 on onnxruntime, {store}"
-    )
-    for key in sorted(k for k in t if k.startswith("embed_") and k != "embed_query"):
-        threads = key.split("_")[1]
-        _row(f"model alone, {threads} thread(s)", t[key], "texts/s")
-    _row(f"embed + upsert, new incidents, {args.threads} thread(s)", t["upsert"], "incidents/s",
-         note=_verdict(t["upsert"] >= TARGET_RATE) + f" (>= {TARGET_RATE:.0f}/s)")  # fmt: skip
-    _row("upsert, new version, same text (no model)", t["reversion"], "incidents/s")
-    _row("embed one query text, p50", t["embed_query"][0], "ms", ".1f")
-    _row("embed one query text, p99", t["embed_query"][1], "ms", ".1f")
+        runs = {
+            (b, n): throughput(args, b, n, Path(tmp))
+            for n in _thread_counts(args)
+            for b in backends
+        }
+    _row(f"incidents/s, {'server' if args.url else 'persisted in a folder'}", backends)
+    for n in _thread_counts(args):
+        got = [runs[b, n]["upsert"] for b in backends]
+        verdicts = [
+            f"{b}: {_verdict(r >= TARGET_RATE)}" for b, r in zip(backends, got, strict=True)
+        ]
+        _row(f"embed + upsert, new incidents, {n} thread(s)", [f"{r:,.0f}" for r in got],
+             " | ".join(verdicts) + f" (>= {TARGET_RATE:.0f}/s)")  # fmt: skip
+    alone = [runs[b, args.threads]["reversion"] for b in backends]
+    _row("upsert alone (new version, same text)", [f"{r:,.0f}" for r in alone])
 
-    rows = search_latency(args, t["vectors"])
+    base = OnnxMiniLM().embed(texts)
+    rows = {b: search_latency(args, b, base) for b in backends}
     print(
-        f"\nsearch latency, {args.queries} queries per line; the collection is filled with "
-        f"perturbed copies of the {t['n']:,} real vectors (inserted through upsert_incidents"
-        f"{', in memory' if not args.url else ''}), not with model output"
+        f"\nsearch latency in ms, {args.queries} queries per line; the collection is filled "
+        f"with perturbed copies of the {len(texts):,} real vectors (inserted through "
+        "upsert_incidents; local mode in memory), not with model output"
     )
-    for row in rows:
-        print(f"  {row['size']:,} vectors (filled in {row['fill_s']:.0f} s)")
+    for i, size in enumerate(sorted(args.sizes)):
+        print(f"  {size:,} vectors: " + ", ".join(
+            f"{b} filled in {rows[b][i]['fill_s']:.0f} s (slowest upsert call "
+            f"{rows[b][i]['slowest_upsert_s']:.1f} s)" for b in backends))  # fmt: skip
+        _row(
+            "",
+            [f"{b} p50/p95/p99" for b in backends] + (["ratio p99"] if len(backends) > 1 else []),
+        )
         for key, label in (
             ("similar", "similar(id), limit 5"),
             ("similar_other", "similar(id, other_ships_only)"),
             ("search_ship", "search(text, ship=...), Qdrant part"),
         ):
-            p50, p99 = row[key]
+            cells = [rows[b][i][key] for b in backends]
+            ratio = [f"{cells[1][2] / cells[0][2]:,.0f}x"] if len(backends) > 1 else []
             note = ""
-            if key == "similar" and row["size"] >= 100_000:
-                note = _verdict(p99 <= TARGET_P99_MS) + f" (p99 <= {TARGET_P99_MS:.0f} ms)"
-            _row(f"{label}, p50", p50, "ms", ".1f")
-            _row(f"{label}, p99", p99, "ms", ".1f", note)
+            if key == "similar" and size >= 100_000:
+                note = (
+                    " | ".join(
+                        f"{b}: {_verdict(c[2] <= TARGET_P99_MS)}"
+                        for b, c in zip(backends, cells, strict=True)
+                    )
+                    + f" (p99 <= {TARGET_P99_MS:.0f} ms)"
+                )
+            _row(label, ["/".join(f"{x:.1f}" for x in c) for c in cells] + ratio, note)
     return 0
 
 

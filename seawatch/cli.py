@@ -63,16 +63,18 @@ def _add_hub_benches(bench_sub: Any) -> None:
     """The hub's benchmarks define their flags beside their code; listed only where the
     hub extra is installed."""
     try:
-        from bench import chaos, hubingest, hubstore, memory
+        from bench import ask, capacity, chaos, hubingest, hubstore, memory
         from bench import sync as sync_bench
     except ImportError:
         return
     for name, module, text in (
         ("hubstore", hubstore, "fleet store: ingest rate, query p50/p99"),
         ("hubingest", hubingest, "hub: FLEET_UP -> fleet store, versions/s"),
+        ("capacity", capacity, "hub disk per incident and heartbeat, heartbeat bytes"),
         ("memory", memory, "incident memory: embedding rate, search p99"),
         ("sync", sync_bench, "store-and-forward: catch-up, slow link, bytes, retention"),
         ("chaos", chaos, "a fleet of processes under link cuts and kill -9: what is lost"),
+        ("ask", ask, "/ask with the local model: latency, fallback rate, citation validity"),
     ):
         _add_bench(bench_sub, name, module, text)
 
@@ -108,6 +110,12 @@ def _bench_scenarios(args: argparse.Namespace) -> int:
     return scenarios(args)
 
 
+def _bench_insight(args: argparse.Namespace) -> int:
+    from bench.insight import main as insight
+
+    return insight(args)
+
+
 def _bench_wire(args: argparse.Namespace) -> int:
     from bench.wire import main as wire
 
@@ -125,6 +133,9 @@ def _add_ship_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--hub-leaf-url",
         help="hub leafnode address, e.g. nats-leaf://hub:7422 (secret: $SEAWATCH_SHIP_SECRET)",
+    )
+    p.add_argument(
+        "--no-llm", action="store_true", help="explain incidents by rules only (no local model)"
     )
     p.add_argument("--config", type=Path, help="settings file (YAML)")
 
@@ -167,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after (wall s)")
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-memory", action="store_true", help="do not embed incidents")
+    demo.add_argument("--no-llm", action="store_true", help="ships explain by rules only")
     demo.set_defaults(func=_demo)
 
     hub = sub.add_parser("hub", help="run the shore hub (or manage its API keys)")
@@ -262,13 +274,22 @@ def build_parser() -> argparse.ArgumentParser:
     scen.add_argument("--normal-days", type=float, default=7.0, help="days of normal traffic")
     scen.add_argument("--seed", type=int, default=1)
     scen.set_defaults(func=_bench_scenarios)
-    # bench.wire's own add_arguments, repeated: importing it costs seconds (the simulator),
-    # which every command would pay (tests/test_sync_bench.py keeps the two the same)
+    # bench.wire's and bench.insight's own add_arguments, repeated: importing them costs
+    # seconds (the simulator), which every command would pay (tests/test_sync_bench.py
+    # keeps the copies the same)
     wire = bench_sub.add_parser("wire", help="bytes per incident on the link, per codec")
     wire.add_argument("--seed", type=int, default=1, help="simulator seed (held out)")
     wire.add_argument("--rounds", type=int, default=2, help="injections of each fault type")
     wire.add_argument("--normal-days", type=float, default=1.0, help="days of normal traffic")
     wire.set_defaults(func=_bench_wire)
+    insight = bench_sub.add_parser("insight", help="insight path beside the fast path; retrieval")
+    insight.add_argument("--rate", type=float, default=2000.0, help="fast-path events/s")
+    insight.add_argument("--seconds", type=float, default=150.0, help="length of each latency run")
+    insight.add_argument("--rounds", type=int, default=1, help="fault rounds to explain")
+    insight.add_argument("--no-cache", action="store_true", help="every insight from the model")
+    insight.add_argument("--ships", type=int, default=10, help="ships in the labelled set")
+    insight.add_argument("--eval-rounds", type=int, default=2, help="fault rounds per ship")
+    insight.set_defaults(func=_bench_insight)
     return parser
 
 

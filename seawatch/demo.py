@@ -62,6 +62,7 @@ async def _fleet(args: argparse.Namespace) -> None:
                     syslog_port=0,
                     hub_leaf_url=f"nats-leaf://127.0.0.1:{links[ship].port}",
                     ship_secret=SecretStr(secret),
+                    insight=not args.no_llm,
                 ),
                 load_policy(ship_id=ship),
             )

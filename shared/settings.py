@@ -25,6 +25,9 @@ class AgentSettings(BaseSettings):
     hub_leaf_url: str | None = None  # e.g. nats-leaf://hub.example:7422; None = no uplink
     ship_secret: SecretStr | None = None  # this ship's leaf credential, from the hub
     sync_nats_port: int = Field(default=0, ge=0, le=65535)  # the ship's own leaf server
+    insight: bool = True  # explain incidents with the local LLM (policy feature llm_insight)
+    llm_url: str | None = None  # OpenAI-compatible API root incl. /v1 instead of the GGUF
+    llm_model: str = ""  # the model name that endpoint expects
     log_level: str = "INFO"
     checkpoint_s: float = Field(default=60.0, gt=0)
     retention_check_s: float = Field(default=3600.0, gt=0)
@@ -52,6 +55,8 @@ class HubSettings(BaseSettings):
     memory: bool = True  # embed incidents into Qdrant
     log_level: str = "INFO"
     live_buffer: int = Field(default=256, ge=1)
+    llm_url: str | None = None  # OpenAI-compatible API root incl. /v1 for /ask
+    llm_model: str = ""  # the model name that endpoint expects
 
 
 S = TypeVar("S", bound=BaseSettings)

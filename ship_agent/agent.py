@@ -23,12 +23,14 @@ from shared.http import HttpServer
 from shared.ids import new_id
 from shared.models import ActionResult, Command, Heartbeat
 from shared.policy import Policy, PolicyError, load_policy
+from shared.runbooks import RunbookError, load_runbooks
 from shared.settings import AgentSettings
 from ship_agent.ingest.nats_ingest import NatsIngest
 from ship_agent.ingest.syslog_server import SyslogServer
+from ship_agent.insight import UNEXPLAINED, needs_insight, reconfigure, start_worker
 from ship_agent.metrics import AgentMetrics
 from ship_agent.pipeline import Item, OperatorCommand, Pipeline
-from ship_agent.records import DeadLetter, RawInput
+from ship_agent.records import DeadLetter, Explanation, RawInput
 from ship_agent.store import Batch, Store
 from sync import bundles
 from sync.outbox import Outbox
@@ -60,6 +62,7 @@ class ShipAgent:
         self._http: HttpServer | None = None
         self.http_port: int | None = None
         self.listeners: list[Any] = []  # callables(Batch) told of every committed batch
+        self.insight: Any = None  # ship_agent.insight.InsightWorker when explaining
 
     # ---------------------------------------------------------------- intake
 
@@ -137,6 +140,8 @@ class ShipAgent:
             asyncio.create_task(self._batch_loop(), name="batch-loop"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        if s.insight and self.policy.features.get("llm_insight", False):
+            self._start_insight()
         if s.hub_leaf_url:
             await self._start_link()
         if serve_http:
@@ -169,6 +174,27 @@ class ShipAgent:
         )
         await self.link.start()
 
+    def _start_insight(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def deliver(explanation: Explanation) -> None:  # from a worker thread
+            loop.call_soon_threadsafe(self._explained, explanation)
+
+        self.insight = start_worker(self.settings, self.policy, self.metrics, deliver)
+        self.listeners.append(self._explain_new)
+        for inc in self.store.active_incidents():  # left unexplained by a stop or a crash
+            if not inc.narrative and inc.status in UNEXPLAINED:
+                self.insight.submit(inc)
+
+    def _explained(self, explanation: Explanation) -> None:
+        self._queue.append(explanation)  # like a dead letter: never refused, few and small
+        self._wake.set()
+
+    def _explain_new(self, batch: Batch) -> None:
+        for inc in batch.incidents:
+            if needs_insight(inc):
+                self.insight.submit(inc.to_model(self.ship_id))
+
     async def _start_http(self) -> None:
         from ship_agent.api import create_app  # the API imports the agent's types
 
@@ -185,6 +211,9 @@ class ShipAgent:
             await self._http.stop()
         if self.link is not None:
             await self.link.stop()
+        if self.insight is not None:
+            await asyncio.to_thread(self.insight.stop)
+            self.insight.knowledge.close()
         await self.drained()
         self._stopping = True
         self._wake.set()
@@ -228,7 +257,9 @@ class ShipAgent:
                 raise bundles.BundleError("payload.files must map file names to YAML text")
             path = bundles.stage(self.settings.data_dir, version_, files)
             policy = load_policy(path, self.ship_id)
-        except bundles.BundleError as exc:
+            if (path / "runbooks").is_dir():
+                load_runbooks(path / "runbooks", policy.remediate.actions)
+        except (bundles.BundleError, RunbookError) as exc:
             return self._result(cmd, False, f"bundle refused: {exc}")
         except PolicyError as exc:
             return self._result(cmd, False, f"{exc.report()}; kept {self.policy.version}")
@@ -249,6 +280,8 @@ class ShipAgent:
         pipeline.warm_start()
         self.pipeline, self.policy = pipeline, policy
         self._limit = policy.ingest.queue_limit
+        if self.insight is not None:
+            reconfigure(self.insight, policy, self.settings.data_dir)
 
     def _result(self, cmd: Command, ok: bool, detail: str) -> ActionResult:
         return ActionResult(
@@ -317,6 +350,10 @@ class ShipAgent:
                 elif isinstance(it, RawInput | DeadLetter):
                     self.dead_letter(
                         DeadLetter(it.source, "pipeline error", it.data, it.received, it.peer)
+                    )
+                elif isinstance(it, Explanation):
+                    self.dead_letter(
+                        DeadLetter("insight", "pipeline error", repr(it).encode(), time.time())
                     )
                 else:
                     self.dead_letter(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -49,6 +50,8 @@ class IncidentState:
     escalated: bool = False
     resolved_at: float | None = None
     fingerprints: dict[str, float] = field(default_factory=dict)
+    narrative: str = ""
+    runbook_refs: list[str] = field(default_factory=list)
 
     @property
     def suppress_key(self) -> str:
@@ -74,6 +77,8 @@ class IncidentState:
             last_seen=datetime.fromtimestamp(self.last_seen, UTC),
             anomaly_count=self.anomaly_count,
             evidence=[EvidenceRef.model_validate(e) for e in self.evidence],
+            runbook_refs=self.runbook_refs,
+            narrative=self.narrative,
             confidence=max((e["score"] for e in self.evidence), default=0.0),
             timeline=[TimelineEntry.model_validate(t) for t in self.timeline],
             resolved_at=(
@@ -100,6 +105,8 @@ class IncidentState:
             anomaly_count=m.anomaly_count,
             evidence=[e.model_dump(mode="json") for e in m.evidence],
             timeline=[t.model_dump(mode="json") for t in m.timeline],
+            narrative=m.narrative,
+            runbook_refs=list(m.runbook_refs),
         )
         state.escalated = any(t.event == "escalated" for t in m.timeline)
         return state
@@ -242,6 +249,27 @@ class CorrelateStage:
         else:
             raise ValueError(f"unknown action {action!r}")
         return inc.status.value
+
+    def explain(
+        self,
+        incident_id: str,
+        load: Callable[[str], Incident | None],
+        narrative: str,
+        refs: list[str],
+        detail: str,
+        now: float,
+    ) -> bool:
+        """Attach an insight as the incident's next version. A resolved incident is no
+        longer held here; its stored version (`load`) is taken up again for this."""
+        inc = self.by_id.get(incident_id)
+        if inc is None:
+            stored = load(incident_id)
+            if stored is None:
+                return False
+            inc = self.by_id[incident_id] = IncidentState.from_model(stored)
+        inc.narrative, inc.runbook_refs = narrative, refs
+        self._note(inc, "insight", detail, now)
+        return True
 
     def take_versions(self) -> list[IncidentState]:
         """Incidents changed since the last call, each with its version bumped once."""

@@ -73,5 +73,36 @@ class AgentMetrics:
             registry=r,
         )
 
+        self.insights = Counter(
+            "seawatch_insights_total",
+            "Insights delivered, by how they were written (model, cache, fallback)",
+            ["outcome"],
+            registry=r,
+        )
+        self.insight_seconds = Histogram(
+            "seawatch_insight_latency_seconds",
+            "Incident queued for explanation -> insight ready",
+            buckets=(0.01, 0.1, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.insight_queue = Gauge(
+            "seawatch_insight_queue_depth", "Incidents waiting for the insight worker", registry=r
+        )
+        self.insight_rejected = Counter(
+            "seawatch_insight_rejected_total",
+            "Model narratives rejected (uncited or citing ids not given)",
+            registry=r,
+        )
+        self.insight_failures = Counter(
+            "seawatch_insight_model_failures_total",
+            "Model calls that failed or ran past their deadline",
+            registry=r,
+        )
+        self.insight_dropped = Counter(
+            "seawatch_insight_dropped_total",
+            "Requests a full insight queue gave up (explained by rules instead)",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,12 +18,13 @@ from typing import Any
 from shared.ids import new_id
 from shared.models import ActionResult
 from shared.policy import Policy
+from shared.taxonomy import priority_for
 from ship_agent.correlate import CorrelateStage
 from ship_agent.detect import DetectStage
 from ship_agent.enrich import EnrichStage
 from ship_agent.metrics import STAGES, AgentMetrics
 from ship_agent.parse import ParseError, parse_syslog
-from ship_agent.records import DeadLetter, LogEvent, MetricEvent, RawInput
+from ship_agent.records import DeadLetter, Explanation, LogEvent, MetricEvent, RawInput
 from ship_agent.store import Batch, Store
 from ship_agent.templates import TemplateStage
 
@@ -45,7 +46,7 @@ class OperatorCommand:
     done: Any = field(default=None)  # an asyncio.Future when submitted from the API
 
 
-Item = RawInput | LogEvent | MetricEvent | DeadLetter | OperatorCommand
+Item = RawInput | LogEvent | MetricEvent | DeadLetter | OperatorCommand | Explanation
 
 
 class Pipeline:
@@ -116,6 +117,7 @@ class Pipeline:
         b = Batch(stages={"start": t0})
         logs, metrics, dead = b.logs, b.metrics, b.dead_letters
         commands: list[OperatorCommand] = []
+        explanations: list[Explanation] = []
         for it in items:
             if isinstance(it, RawInput):
                 try:
@@ -128,6 +130,8 @@ class Pipeline:
                 logs.append(it)
             elif isinstance(it, DeadLetter):
                 dead.append(it)
+            elif isinstance(it, Explanation):
+                explanations.append(it)
             else:
                 commands.append(it)
         t1 = b.stages["parse"] = time.time()
@@ -162,6 +166,10 @@ class Pipeline:
                 cmd.result = exc
             if cmd.command_id is not None:
                 b.applied.append(self._result_of(cmd, t4))
+        for e in explanations:
+            how = f"{e.insight.model}: {e.note}" if e.note else e.insight.model
+            if c.explain(e.incident_id, self.store.incident, e.narrative, e.runbook_refs, how, t4):
+                b.insights.append((e.insight, priority_for(c.by_id[e.incident_id].severity)))
         b.incidents = c.take_versions()
         for inc in b.incidents:
             self.enrich.last_incident[inc.device] = {

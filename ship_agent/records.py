@@ -76,3 +76,15 @@ class AnomalyHit:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     key: str = ""  # what makes two hits "the same signal" (metric name, template id, rule)
+
+
+@dataclass(slots=True)
+class Explanation:
+    """An insight for an incident, from the insight worker back to the pipeline, which
+    makes it a new incident version (and sends the `Insight` with its metadata along)."""
+
+    incident_id: str
+    narrative: str
+    runbook_refs: list[str]
+    insight: Any  # shared.models.Insight
+    note: str = ""  # why the deterministic narrative was used, if it was

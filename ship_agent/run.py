@@ -49,6 +49,7 @@ def run_ship(args: argparse.Namespace) -> int:
         policy_dir=args.policy_dir,
         nats_url=args.nats_url,
         hub_leaf_url=args.hub_leaf_url,
+        insight=False if args.no_llm else None,
     )
     log.configure(settings.log_level)
     try:  # a bundle shore sent and the ship accepted wins over the local directory

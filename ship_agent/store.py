@@ -19,7 +19,7 @@ import sqlite_utils
 
 from shared import wire
 from shared.ids import id_floor
-from shared.models import ActionResult, Incident
+from shared.models import ActionResult, Incident, Insight
 from shared.taxonomy import Priority, priority_for
 from ship_agent.correlate import IncidentState
 from ship_agent.enrich import AnomalyRecord
@@ -91,6 +91,7 @@ class Batch:
     incidents: list[IncidentState] = field(default_factory=list)
     audit: list[tuple[float, str, str, str, str]] = field(default_factory=list)
     applied: list[ActionResult] = field(default_factory=list)  # shore commands, exactly once
+    insights: list[tuple[Insight, Priority]] = field(default_factory=list)  # with the version
     stages: dict[str, float] = field(default_factory=dict)
 
 
@@ -209,6 +210,12 @@ class Store:
                 )
             if b.applied:
                 self._write_applied(b.applied, now)
+            if b.insights:  # keyed like gaps: tracking id, version 1
+                c.executemany(
+                    "INSERT INTO outbox (incident_id, version, priority, kind, payload, created)"
+                    " VALUES (?,1,?,'insight',?,?)",
+                    [(i.tracking_id, int(p), wire.encode([i]), now) for i, p in b.insights],
+                )
             b.stages["commit"] = time.time()
             c.execute(
                 "INSERT INTO batches VALUES (?,?,?,?)",
@@ -313,6 +320,10 @@ class Store:
             (len(prefix), prefix),
         )
         return {name: bytes(blob) for name, blob in rows}
+
+    def incident(self, incident_id: str) -> Incident | None:
+        row = self.conn.execute("SELECT doc FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        return Incident.model_validate_json(row[0]) if row else None
 
     def active_incidents(self) -> list[Incident]:
         rows = self.conn.execute(

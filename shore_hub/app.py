@@ -10,6 +10,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from shore_hub.api.ask import AskController
 from shore_hub.api.fleet import FleetController
 from shore_hub.api.incidents import IncidentController
 from shore_hub.api.security import PUBLIC, HubAuthMiddleware
@@ -34,6 +35,7 @@ def create_app(hub: Hub) -> Litestar:
             IncidentController,
             FleetController,
             ShipController,
+            AskController,
         ],
         dependencies={"hub": Provide(lambda: hub, sync_to_thread=False)},
         middleware=[DefineMiddleware(HubAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC])],

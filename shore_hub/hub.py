@@ -21,11 +21,13 @@ from shared.http import HttpServer
 from shared.models import Command, Incident
 from shared.policy import Policy
 from shared.settings import HubSettings
+from shore_hub.ask import LanguageModel
 from shore_hub.auth import Authenticator, Principal, open_keys
 from shore_hub.fleetstore import FleetStore
 from shore_hub.ingest import Decoded, IngestWorker
 from shore_hub.live import LiveFeed
 from shore_hub.metrics import HubMetrics
+from shore_hub.patterns import FleetPatterns
 from sync.hublink import FleetLink
 from sync.natsserver import NatsServer, free_port
 from sync.registry import ShipRegistry
@@ -57,6 +59,8 @@ class Hub:
             settings.leaf_port or free_port(settings.host),
         )
         self.memory: Any = None
+        self.llm = LanguageModel(policy.llm, settings.llm_url, settings.llm_model)
+        self.patterns = FleetPatterns(self.store, policy.ingest.role_of, self.metrics)
         self.nats_server: NatsServer | None = None
         self.nc: Any = None
         self.js: Any = None
@@ -129,6 +133,7 @@ class Hub:
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
         self._tasks.append(asyncio.create_task(self._flush_audit_loop(), name="audit"))
+        self._tasks.append(asyncio.create_task(self.patterns.run(), name="patterns"))
         if serve_http:
             from shore_hub.app import create_app
 
@@ -179,6 +184,7 @@ class Hub:
             await asyncio.to_thread(self.nats_server.stop)
         if self.memory is not None:
             self.memory.close()
+        self.llm.close()
         self.store.close()
         self.keys.close()
         _log.info("hub stopped")
@@ -215,6 +221,7 @@ class Hub:
         stored = [(i.ship_id, f"{i.id}:{i.version}") for i in d.incidents]
         stored += [(a.ship_id, f"{a.command_id}:1") for a in d.actions]
         stored += [(g.ship_id, f"{g.tracking_id}:1") for g in d.gaps]
+        stored += [(i.ship_id, f"{i.tracking_id}:1") for i in d.insights]
         if stored:
             await self.fleet.receipts(stored)
 

@@ -36,6 +36,27 @@ class HubMetrics:
         self.memory_backlog = Gauge(
             "seawatch_hub_memory_backlog", "Incidents waiting to be embedded", registry=r
         )
+        self.ask_answers = Counter(
+            "seawatch_hub_ask_answers_total",
+            "Answers of /ask by who wrote them: the model, or the extractive fallback",
+            ["source"],
+            registry=r,
+        )
+        self.ask_rejected = Counter(
+            "seawatch_hub_ask_rejected_total",
+            "Model answers to /ask rejected by the validator, by why",
+            ["reason"],
+            registry=r,
+        )
+        self.ask_seconds = Histogram(
+            "seawatch_hub_ask_seconds",
+            "/ask from question to answer: retrieval, generation, validation",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30),
+            registry=r,
+        )
+        self.fleet_issues = Gauge(
+            "seawatch_hub_fleet_issues", "Fleet issues found by the last patterns run", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,6 +1,7 @@
 """Policy bundles sent from shore: staged, validated, then made active in one rename.
 
-A bundle is a fleet policy directory as {relative file name: YAML text} plus a version.
+A bundle is a fleet policy directory as {relative file name: text} plus a version: YAML
+segments, and optionally the runbooks the ship's insight path cites (runbooks/*.md).
 It is written to a directory of its own, data_dir/policy/bundles/<version>/ (or, if a
 bundle of that version was staged before, <version>~<n>/: staging never writes into an
 existing bundle, least of all the active one), and becomes the policy only if it loads
@@ -41,14 +42,15 @@ def stage(data_dir: Path, version: str, files: dict[str, str]) -> Path:
     if "policy.yaml" not in files:
         raise BundleError("bundle has no policy.yaml")
     if not all(isinstance(n, str) and isinstance(t, str) for n, t in files.items()):
-        raise BundleError("bundle files must map file names to YAML text")
+        raise BundleError("bundle files must map file names to text")
     if sum(len(t) for t in files.values()) > _MAX_BYTES:
         raise BundleError(f"bundle larger than {_MAX_BYTES} bytes")
     parts: dict[str, tuple[str, ...]] = {}
     for name in files:
         rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts or rel.suffix != ".yaml":
-            raise BundleError(f"bundle file {name!r}: only relative *.yaml names")
+        runbook = rel.suffix == ".md" and len(rel.parts) == 2 and rel.parts[0] == "runbooks"
+        if rel.is_absolute() or ".." in rel.parts or not (rel.suffix == ".yaml" or runbook):
+            raise BundleError(f"bundle file {name!r}: only relative *.yaml and runbooks/*.md")
         parts[name] = rel.parts
     target = _new_dir(policy_root(data_dir) / "bundles", version)
     try:

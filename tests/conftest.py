@@ -86,7 +86,7 @@ def start_agent(
         http_port=0,
         syslog_port=0,
         nats_url=nats_url,
-        **overrides,
+        **{"insight": False, **overrides},  # the model-loading tests ask for it
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

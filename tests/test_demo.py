@@ -21,6 +21,7 @@ def test_fleet_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
             "--http-port",
             "0",
             "--no-memory",
+            "--no-llm",
             "--cut-every",
             "4",
             "--cut-for",

@@ -38,7 +38,7 @@ def store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[FleetStor
             pytest.skip(f"{URL_ENV} is not set: the server run needs a ClickHouse server URL")
     db = f"fleetstore_{uuid.uuid4().hex[:12]}"
     s = FleetStore.open(url, chdb_path, database=db)
-    assert s.migrate() == [1, 2]
+    assert s.migrate() == [1, 2, 3]
     yield s
     s.backend.command(f"DROP DATABASE IF EXISTS {db}")
     s.close()
@@ -139,7 +139,7 @@ def test_migrations_rerun_and_repair_a_half_applied_schema(store: FleetStore) ->
     assert store.migrate() == []
     # as if a worker died after the DDL but before recording it: everything runs again
     store.backend.command(f"TRUNCATE TABLE {store.db}.schema_migrations")
-    assert store.migrate() == [1, 2]
+    assert store.migrate() == [1, 2, 3]
     assert store.migrate() == []
     assert len(store.list_incidents()["items"]) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -357,6 +358,17 @@ def test_ship_incidents_arrive_with_stats_and_trace(
     assert {v["version"] for v in trace["versions"] if v["incident_id"] == inc_id} == set(
         range(1, version + 1)
     )
+
+
+def test_similar_to_an_incident_not_embedded_yet_is_not_found(running: RunningHub) -> None:
+    """Stored but not yet in the incident memory (written past the ingest path here): a
+    404 that says so, not a server error."""
+    stored = incident("MV-HOTEL", 49)
+    running.hub.store.insert_incidents([stored], time.time())
+    r = httpx.get(
+        f"{running.url}/api/v3/incidents/{stored.id}/similar", headers=running.key(Role.VIEWER)
+    )
+    assert r.status_code == 404 and "not in the incident memory" in r.json()["detail"]
 
 
 def test_similar_incidents_across_the_fleet_and_search(running: RunningHub) -> None:

@@ -1,13 +1,16 @@
-"""Incident memory: the real MiniLM model on onnxruntime, real Qdrant (local mode, and a
-server when SEAWATCH_QDRANT_URL is set), the real runbooks, a real HTTP embedding peer."""
+"""Incident memory: the real MiniLM model on onnxruntime, real Qdrant (Qdrant Edge and
+qdrant-client's local mode, and a server when SEAWATCH_QDRANT_URL is set), the real
+runbooks, a real HTTP embedding peer."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
+import qdrant_edge
 
 import shore_hub.memory as memory_pkg
 from policies import runbooks_dir
@@ -30,12 +35,15 @@ from shore_hub.memory import (
     NotIndexed,
     OnnxMiniLM,
     RunbookError,
+    incident_text,
     load_runbooks,
 )
+from shore_hub.memory.embeddings import fuse, packaged_model
 
 SERVER = os.environ.get("SEAWATCH_QDRANT_URL")
 T0 = datetime(2026, 9, 21, 14, 0, tzinfo=UTC)
 BACKENDS = [
+    pytest.param("edge", id="edge"),
     pytest.param("local", id="local"),
     pytest.param(
         "server",
@@ -52,12 +60,18 @@ def embedder() -> OnnxMiniLM:
     return OnnxMiniLM()
 
 
+@pytest.fixture(scope="module")
+def shipped() -> OnnxMiniLM:
+    """The model's graph as shipped, with float activations: the fused one's reference."""
+    return OnnxMiniLM(fused=False)
+
+
 @pytest.fixture(params=BACKENDS)
 def memory(
     request: pytest.FixtureRequest, embedder: OnnxMiniLM, tmp_path: Path
 ) -> Iterator[IncidentMemory]:
-    if request.param == "local":
-        mem = IncidentMemory(embedder, path=tmp_path / "qdrant")
+    if request.param in ("edge", "local"):
+        mem = IncidentMemory(embedder, path=tmp_path / "qdrant", engine=request.param)
     else:
         mem = IncidentMemory(embedder, url=SERVER, namespace=f"t{uuid.uuid4().hex[:10]}_")
     mem.ensure_collections()
@@ -124,22 +138,26 @@ def fleet() -> list[Incident]:
     ]  # fmt: skip
 
 
-def cosine(a: list[float], b: list[float]) -> float:
+def cosine(a: Any, b: Any) -> float:
     return float(np.dot(a, b))
 
 
 # ---------------------------------------------------------------- embeddings
 
 
-def test_onnx_vectors_are_384_unit_vectors_in_input_order(embedder: OnnxMiniLM) -> None:
+def test_onnx_vectors_are_384_unit_vectors_in_input_order(
+    embedder: OnnxMiniLM, shipped: OnnxMiniLM
+) -> None:
     texts = ["VSAT link down", "", "disk full on the POS server " * 80]
-    vectors = embedder.embed(texts)
-    assert len(vectors) == 3 and all(len(v) == 384 for v in vectors)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert embedder.embed([]) == []
-    # padding must not leak into the mean: alone or beside a 256-token text, the same vector
-    alone = embedder.embed(["VSAT link down"])[0]
-    assert cosine(alone, vectors[0]) > 0.9999
+    for model in (embedder, shipped):
+        vectors = model.embed(texts)
+        assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        assert model.embed([]).shape == (0, 384)
+    # padding must not leak into the mean: alone or beside a 128-token text, the same vector
+    assert cosine(shipped.embed(["VSAT link down"])[0], shipped.embed(texts)[0]) > 0.9999
+    # the fused graph quantises each batch's activations with one scale: nearly the same
+    assert cosine(embedder.embed(["VSAT link down"])[0], embedder.embed(texts)[0]) > 0.98
 
 
 def test_onnx_similar_sentences_score_higher_than_unrelated(embedder: OnnxMiniLM) -> None:
@@ -152,6 +170,32 @@ def test_onnx_similar_sentences_score_higher_than_unrelated(embedder: OnnxMiniLM
     assert cosine(rain, fade) > 0.45
     assert cosine(rain, fade) > cosine(rain, disk) + 0.3
     assert cosine(rain, fade) > cosine(rain, gps) + 0.2
+
+
+def test_fused_graph_multiplies_the_int8_weights_as_int8() -> None:
+    ops = Counter(node.op_type for node in fuse(onnx.load(packaged_model())).graph.node)
+    assert ops["DynamicQuantizeMatMul"] == 36  # Q, K, V, output, up and down in 6 layers
+    assert ops["Cast"] == 3  # the mask and two embedding tables (looked up, not multiplied)
+    assert ops["MatMul"] == 12  # query x key and weights x value, in float
+    assert (ops["Gelu"], ops["Erf"], ops["IsNaN"], ops["Where"]) == (6, 0, 0, 1)
+
+
+def test_fused_graph_points_where_the_shipped_graph_does(
+    embedder: OnnxMiniLM, shipped: OnnxMiniLM
+) -> None:
+    """x is quantised to uint8 on the fly: the vectors move a little, not their meaning.
+    The default embedder runs the fused graph (its vectors are not the shipped graph's)."""
+    texts = [incident_text(i) for i in fleet()] + ["VSAT link down", "GPS fix lost", "x"]
+    agreement = np.sum(embedder.embed(texts) * shipped.embed(texts), axis=1)
+    assert agreement.min() > 0.98
+    assert agreement.min() < 0.9999
+
+
+def test_threads_run_batches_side_by_side_and_keep_the_order() -> None:
+    texts = [f"{'VSAT link down ' * n}on MV-{n:03d}" for n in (5, 1, 9, 3, 7, 2, 8)]
+    one, two = OnnxMiniLM(batch_size=2), OnnxMiniLM(batch_size=2, threads=2)
+    assert np.array_equal(one.embed(texts), two.embed(texts))
+    two.close()
 
 
 def test_onnx_missing_model_file_is_backend_unavailable(tmp_path: Path) -> None:
@@ -270,13 +314,53 @@ def test_search_filters_and_ship_scope(memory: IncidentMemory) -> None:
         memory.search(query, since=datetime(2026, 1, 1))  # noqa: DTZ001
 
 
+class ClusteredEmbedder:
+    """Unit vectors near one of 50 random centres, chosen by the text: fills a collection
+    with what real incidents look like (clusters) without the model's time."""
+
+    name, dim = "clustered", 384
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(3)
+        self.centres = self.rng.normal(size=(50, self.dim))
+
+    def embed(self, texts: list[str]) -> Any:
+        rows = [sum(map(ord, t)) % 50 for t in texts]
+        v = self.centres[rows] + self.rng.normal(0, 0.1, (len(texts), self.dim))
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_edge_indexes_the_filtered_fields_and_builds_hnsw(tmp_path: Path) -> None:
+    """Payload indexes for the API's filters; HNSW once thousands of points wait for it."""
+    mem = IncidentMemory(ClusteredEmbedder(), path=tmp_path / "q")
+    mem.ensure_collections()
+    base = fleet()[0]
+    many = [
+        base.model_copy(update={"id": f"R-{i}", "ship_id": f"MV-{i % 40}", "narrative": str(i)})
+        for i in range(8000)
+    ]
+    for start in range(0, len(many), 2000):
+        assert mem.upsert_incidents(many[start : start + 2000]) == 2000
+    hits = mem.search("anything", ship="MV-7", limit=20)
+    assert len(hits) == 20 and {h["ship"] for h in hits} == {"MV-7"}
+    mem.close()
+    shard = qdrant_edge.EdgeShard.load(str(tmp_path / "q" / "incidents"))
+    info = shard.info()
+    shard.close()
+    assert set(info.payload_schema) == {"ship_id", "type", "severity", "status", "ts"}
+    assert info.points_count == 8000 and info.indexed_vectors_count >= 6000
+
+
 # ---------------------------------------------------------------- runbooks
 
 
 def test_runbooks_index_and_search(memory: IncidentMemory, tmp_path: Path) -> None:
-    assert memory.index_runbooks(runbooks_dir()) == 15
-    assert memory.index_runbooks(runbooks_dir()) == 15
-    assert memory.count("runbooks") == 15
+    assert memory.index_runbooks(runbooks_dir()) == 18
+    assert memory.index_runbooks(runbooks_dir()) == 18
+    assert memory.count("runbooks") == 18
     top = memory.search_runbooks("SNR dropping in heavy rain", limit=3)
     assert top[0]["id"] == "RB-01" and top[0]["title"] == "VSAT rain fade"
     assert top[0]["path"] == "RB-01-vsat-rain-fade.md" and top[0]["score"] > top[1]["score"]
@@ -295,7 +379,7 @@ def test_runbooks_index_and_search(memory: IncidentMemory, tmp_path: Path) -> No
 
 def test_starter_runbooks_are_complete_and_safe() -> None:
     books = load_runbooks(runbooks_dir())
-    assert [b.id for b in books] == [f"RB-{i:02d}" for i in range(1, 16)]
+    assert [b.id for b in books] == [f"RB-{i:02d}" for i in range(1, 19)]
     for book in books:
         assert set(book.sections) >= {"Symptoms", "Checks", "Steps", "Escalate"}
         if {t.value for t in book.incident_types} & {"navigation_data", "safety"}:
@@ -376,7 +460,7 @@ class RecordingEmbedder:
     def texts(self) -> int:
         return len(self.seen)
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str]) -> Any:
         self.seen.extend(texts)
         return self.inner.embed(texts)
 
@@ -404,7 +488,7 @@ class _PeerHandler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append({"path": self.path, "auth": self.headers["Authorization"],
                                      **request})  # fmt: skip
-        vectors = self.server.embedder.embed(request["input"])
+        vectors = self.server.embedder.embed(request["input"]).tolist()
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         body = self.server.body or json.dumps({"object": "list", "data": data[::-1]}).encode()
         self.send_response(self.server.status)
@@ -418,8 +502,9 @@ class _PeerHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def peer(embedder: OnnxMiniLM) -> Iterator[EmbeddingPeer]:
-    server = EmbeddingPeer(embedder)
+def peer(shipped: OnnxMiniLM) -> Iterator[EmbeddingPeer]:
+    """Serves the shipped graph, whose vectors do not depend on how texts are batched."""
+    server = EmbeddingPeer(shipped)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
@@ -428,7 +513,7 @@ def peer(embedder: OnnxMiniLM) -> Iterator[EmbeddingPeer]:
 
 
 def test_http_embedder_batches_keeps_order_and_authenticates(
-    peer: EmbeddingPeer, embedder: OnnxMiniLM
+    peer: EmbeddingPeer, shipped: OnnxMiniLM
 ) -> None:
     http = HttpEmbedder(peer.url, api_key="k3y", batch_size=2)
     texts = ["VSAT link down", "disk full", "GPS fix lost", "port flapping", "rain fade"]
@@ -437,7 +522,7 @@ def test_http_embedder_batches_keeps_order_and_authenticates(
     assert {(r["path"], r["auth"], r["model"]) for r in peer.requests} == {
         ("/v1/embeddings", "Bearer k3y", "all-MiniLM-L6-v2")
     }
-    assert all(cosine(a, b) > 0.9999 for a, b in zip(vectors, embedder.embed(texts), strict=True))
+    assert all(cosine(a, b) > 0.9999 for a, b in zip(vectors, shipped.embed(texts), strict=True))
     http.close()
 
 
@@ -486,18 +571,33 @@ def test_unreachable_peers_are_backend_unavailable(embedder: OnnxMiniLM) -> None
     mem.close()
 
 
-def test_local_folder_is_locked_and_vector_size_is_checked(
-    embedder: OnnxMiniLM, tmp_path: Path
+def opened(embedder: Any, path: Path, engine: str) -> IncidentMemory:
+    mem = IncidentMemory(embedder, path=path, engine=engine)
+    try:
+        mem.ensure_collections()
+    except BackendError:
+        mem.close()
+        raise
+    return mem
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+def test_folder_is_locked_and_vector_size_is_checked(
+    embedder: OnnxMiniLM, tmp_path: Path, engine: str
 ) -> None:
-    first = IncidentMemory(embedder, path=tmp_path / "q")
-    first.ensure_collections()
-    with pytest.raises(BackendUnavailable, match="already accessed"):
-        IncidentMemory(embedder, path=tmp_path / "q")
+    first = opened(embedder, tmp_path / "q", engine)
+    with pytest.raises(BackendUnavailable, match=re.escape(str(tmp_path / "q"))):
+        IncidentMemory(embedder, path=tmp_path / "q", engine=engine)
     first.close()
-    other = IncidentMemory(HttpEmbedder("http://127.0.0.1:9/v1", dim=768), path=tmp_path / "q")
-    with pytest.raises(BackendError, match="vectors of 384"):
-        other.ensure_collections()
-    other.close()
+    other = HttpEmbedder("http://127.0.0.1:9/v1", dim=768)
+    with pytest.raises(BackendError, match="384.* makes 768: drop it"):
+        opened(other, tmp_path / "q", engine)
+    opened(embedder, tmp_path / "q", engine).close()  # refused, not damaged
+
+
+def test_unknown_engine_is_refused(embedder: OnnxMiniLM) -> None:
+    with pytest.raises(ValueError, match="engine"):
+        IncidentMemory(embedder, engine="faiss")
 
 
 def test_public_names() -> None:

@@ -441,7 +441,7 @@ class AgentProcess:
         self.args = [
             sys.executable, "-m", "seawatch", "ship", "--ship-id", ship,
             "--data-dir", str(data_dir), "--policy-dir", str(policy_dir),
-            "--http-port", "0", "--syslog-port", "0", "--hub-leaf-url", leaf_url,
+            "--http-port", "0", "--syslog-port", "0", "--hub-leaf-url", leaf_url, "--no-llm",
         ]  # fmt: skip
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         self.env = {**os.environ, "PYTHONPATH": path, "SEAWATCH_SHIP_SECRET": secret}
@@ -756,3 +756,31 @@ def test_rekeying_a_connected_ship_refuses_its_old_secret(fleet: Fleet) -> None:
     wait_in_sync(fleet, "SHIP-A")
     assert set(held) <= set(fleet.stored("SHIP-A"))
     assert_no_duplicates(fleet, "SHIP-A")
+
+
+def test_insights_reach_the_hub_with_their_incident_and_are_receipted(fleet: Fleet) -> None:
+    """A ship whose LLM endpoint refuses connections (a real failure, not a mock) explains
+    by rules; the explained versions and their Insight messages are stored ashore and
+    receipted like every other row."""
+    ship = "SHIP-INSIGHT"
+    agent = fleet.add_ship(ship, insight=True, llm_url="http://127.0.0.1:9/v1")
+    new = raise_new(fleet, ship, 2, "normal")
+
+    def insights_ashore() -> list[dict[str, Any]]:
+        return fleet.hub.store.backend.query(
+            f"SELECT incident_id, model, fallback FROM {DATABASE}.insights FINAL"
+            " WHERE ship_id = {ship:String}",
+            {"ship": ship},
+        )
+
+    rows = wait_for(lambda: len(insights_ashore()) >= 2 and insights_ashore(), DELIVERY_S)
+    assert {r["incident_id"] for r in rows} == set(new)
+    assert all(r["model"] == "deterministic" or r["fallback"] for r in rows)
+    wait_in_sync(fleet, ship)
+    for iid in new:  # the explained version is the one stored
+        detail = fleet.hub.store.incident(iid)
+        assert detail is not None and "[E1]" in detail["incident"]["narrative"], detail
+        assert detail["insight"]["narrative"] == detail["incident"]["narrative"]
+    wait_receipted(fleet, ship)
+    kinds = agent.sql("SELECT kind, count(*) FROM outbox WHERE delivered IS NOT NULL GROUP BY kind")
+    assert dict(kinds)["insight"] == 2

@@ -4,6 +4,7 @@ their targets (bytes on the wire, eviction order, gap records), the others are s
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 import pytest
@@ -19,17 +20,17 @@ def _options(parser: argparse.ArgumentParser) -> list[tuple[str, object, str | N
     ]
 
 
-def test_cli_wire_options_are_the_benchmarks_own() -> None:
-    """The CLI repeats bench.wire's flags so that it need not import it to build."""
-    from bench import wire
-
+@pytest.mark.parametrize("name", ["wire", "insight"])
+def test_cli_repeats_the_options_of_benchmarks_slow_to_import(name: str) -> None:
+    """The CLI repeats these benchmarks' flags so that it need not import them to build."""
+    module = importlib.import_module(f"bench.{name}")
     own = argparse.ArgumentParser()
-    wire.add_arguments(own)
+    module.add_arguments(own)
     bench = next(
         a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
     ).choices["bench"]
     sub = next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
-    assert _options(sub.choices["wire"]) == _options(own)
+    assert _options(sub.choices[name]) == _options(own)
 
 
 def test_sync_bench_small(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +14,8 @@ from litestar.params import FromPath, FromQuery, Parameter
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.api.security import errors, viewer
 from shore_hub.auth import Principal
+from shore_hub.fleetstore import BackendError
+from shore_hub.memory import NotIndexed
 
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
@@ -75,6 +78,10 @@ class IncidentController(Controller):
         )
         if doc is None:
             raise NotFoundException(f"no incident {incident_id}")
+        doc["similar"] = []  # not yet embedded, or the memory is off or unreachable
+        if hub.memory is not None:
+            with contextlib.suppress(NotIndexed, BackendError):
+                doc["similar"] = await similar_in_scope(hub, request.user, incident_id, 5, False)
         return doc
 
     @get("/{incident_id:str}/similar", responses=errors(404, 503))
@@ -92,7 +99,18 @@ class IncidentController(Controller):
             raise NotFoundException(f"no incident {incident_id}")
         if hub.memory is None:
             raise HTTPException(status_code=503, detail="incident memory is disabled")
-        found: list[dict[str, Any]] = await hub.read(
-            hub.memory.similar, incident_id, limit, other_ships_only
-        )
-        return [f for f in found if request.user.may_see(f.get("ship_id", f.get("ship", "")))]
+        try:
+            return await similar_in_scope(hub, request.user, incident_id, limit, other_ships_only)
+        except NotIndexed as exc:  # stored, not embedded yet: the memory catches up shortly
+            raise NotFoundException(str(exc)) from None
+
+
+async def similar_in_scope(
+    hub: Hub, user: Principal, incident_id: str, limit: int, other_ships_only: bool
+) -> list[dict[str, Any]]:
+    """The memory's nearest incidents (other ships and earlier dates included, with their
+    resolution and time to resolve) that the caller may see."""
+    found: list[dict[str, Any]] = await hub.read(
+        hub.memory.similar, incident_id, limit, other_ships_only
+    )
+    return [f for f in found if user.may_see(f.get("ship_id", f.get("ship", "")))]

@@ -750,6 +750,63 @@ class FleetStore:
         )
         return [_with_ts(r) for r in rows]
 
+    # -------------------------------------------------------------- conversations (/ask)
+
+    def insert_turns(self, rows: list[Mapping[str, Any]]) -> None:
+        """Turns of /ask: user, conversation_id, turn_id, ts (epoch s, default now),
+        question, answer, citations (JSON-able list), fallback, reason, model, latency_ms."""
+        now = time.time()
+        self.backend.insert(
+            self._t("ask_turns"),
+            [
+                {
+                    "user": str(r["user"]),
+                    "conversation_id": str(r["conversation_id"]),
+                    "ts": r.get("ts", now),
+                    "turn_id": str(r["turn_id"]),
+                    "question": str(r["question"]),
+                    "answer": str(r["answer"]),
+                    "citations": orjson.dumps(r.get("citations", [])).decode(),
+                    "fallback": bool(r.get("fallback", False)),
+                    "reason": str(r.get("reason") or ""),
+                    "model": str(r.get("model") or ""),
+                    "latency_ms": float(r.get("latency_ms", 0.0)),
+                }
+                for r in rows
+            ],
+        )
+
+    def conversations(self, user: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A user's conversations, most recently active first: id, title (the first
+        question), turns, started, updated."""
+        rows = self.backend.query(
+            f"SELECT conversation_id AS id, argMin(question, ts) AS title, count() AS turns,"
+            f" min({_ms('ts')}) AS started_ms, max({_ms('ts')}) AS updated_ms"
+            f" FROM {self._t('ask_turns')} WHERE user = {{user:String}}"
+            " GROUP BY conversation_id ORDER BY updated_ms DESC, id DESC LIMIT {limit:UInt32}",
+            {"user": user, "limit": _limit(limit)},
+        )
+        for r in rows:
+            r["started"] = _iso_ms(r.pop("started_ms"))
+            r["updated"] = _iso_ms(r.pop("updated_ms"))
+        return rows
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """One conversation with its owner and every turn in order; None if unknown."""
+        rows = self.backend.query(
+            f"SELECT user, turn_id, {_ms('ts')} AS ts_ms, question, answer, citations,"
+            f" fallback, reason, model, latency_ms FROM {self._t('ask_turns')}"
+            " WHERE conversation_id = {cid:String} ORDER BY ts_ms, turn_id",
+            {"cid": conversation_id},
+        )
+        if not rows:
+            return None
+        owner = rows[0]["user"]
+        for r in rows:
+            del r["user"]
+            r["citations"] = orjson.loads(r["citations"])
+        return {"id": conversation_id, "user": owner, "turns": [_with_ts(r) for r in rows]}
+
 
 def _with_ts(row: dict[str, Any]) -> dict[str, Any]:
     row["ts"] = _iso_ms(row.pop("ts_ms"))

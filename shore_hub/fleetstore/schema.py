@@ -226,6 +226,20 @@ def migrations(db: str) -> list[Migration]:
                 ORDER BY (ship_id, tracking_id, key)""",
             ),
         ),
+        Migration(
+            3,
+            "ask_turns: questions to /ask with their answers and citations, per user",
+            (
+                # one row per turn, written once and never updated
+                f"""CREATE TABLE IF NOT EXISTS {db}.ask_turns (
+                    user String, conversation_id String, ts {_TS}, turn_id String,
+                    question String, answer String, citations String, fallback Bool,
+                    reason String, model {_LC}, latency_ms Float64
+                ) ENGINE = MergeTree
+                PARTITION BY toYYYYMM(ts)
+                ORDER BY (user, conversation_id, ts)""",
+            ),
+        ),
     ]
 
 
@@ -244,6 +258,7 @@ TTL_COLUMNS: dict[str, tuple[str, str]] = {
     "audit": ("ts", "incidents_days"),
     "dead_letters": ("ts", "dead_letters_days"),
     "gaps": ("ts", "incidents_days"),
+    "ask_turns": ("ts", "incidents_days"),
 }
 
 

@@ -1,13 +1,14 @@
 """Incident memory: fleet-wide "seen before" and runbook retrieval over Qdrant.
 
 `IncidentMemory` (store.py) keeps the latest version of every incident and the runbooks as
-vectors; an `Embedder` (embeddings.py) turns text into those vectors, in this process
-(`OnnxMiniLM`) or over HTTP (`HttpEmbedder`); runbooks.py reads the runbook files.
+vectors (in process on Qdrant Edge by default, or on qdrant-client's local mode or a Qdrant
+server); an `Embedder` (embeddings.py) turns text into those vectors, in this process
+(`OnnxMiniLM`) or over HTTP (`HttpEmbedder`); `shared.runbooks` reads the runbook files.
 """
 
+from shared.runbooks import Runbook, RunbookError, load_runbooks
 from shore_hub.fleetstore.backends import BackendError, BackendUnavailable
 from shore_hub.memory.embeddings import Embedder, HttpEmbedder, OnnxMiniLM, default_embedder
-from shore_hub.memory.runbooks import Runbook, RunbookError, load_runbooks
 from shore_hub.memory.store import IncidentMemory, NotIndexed, incident_text, point_id
 
 __all__ = [
