@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import statistics
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench import banner
 from bench.memory import make_incidents, resolved
 from shared import log, wire
 from shared.policy import load_policy
@@ -125,18 +123,19 @@ def _pct(values: list[float], q: float) -> float:
 
 def main(args: argparse.Namespace) -> int:
     log.configure("WARNING")
-    load = os.getloadavg()[0]
+
     r = asyncio.run(run(args))
     answers = r["answers"]
     warm = [a["wall_ms"] for a in answers[1:]] or [answers[0]["wall_ms"]]
     accepted = [a for a in answers if not a["fallback"]]
     reasons = Counter(a["reason"][:100] for a in answers if a["fallback"])
     print(
-        f"seawatch bench ask — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-        f"load average {load:.1f} at start; model {r['model']}, "
-        f"{args.incidents} incidents (stored and embedded in {r['seeded_s']:.0f} s), "
-        f"{len(answers)} questions"
+        banner(
+            "ask",
+            f"model {r['model']}",
+            f"{args.incidents} incidents (stored and embedded in {r['seeded_s']:.0f} s)",
+            f"{len(answers)} questions",
+        )
     )
     rows = [
         ("first /ask (opens the model)", f"{answers[0]['wall_ms']:,.0f} ms", ""),

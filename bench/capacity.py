@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -37,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from bench import banner
 from bench.hubstore import Fleet
 from shared import wire
 from shared.models import Heartbeat
@@ -203,11 +203,7 @@ def report(c: Capacity) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     engine = "ClickHouse server" if args.url else "chdb (in process)"
-    print(
-        f"seawatch bench capacity — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {engine}"
-    )
+    print(banner("capacity", engine))
     tmp = None
     data_dir = args.data_dir
     if data_dir is None:

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import banner
 from shared import log
 from shared.ids import new_id
 from shared.policy import Policy, load_policy
@@ -308,11 +308,7 @@ def _row(name: str, value: float, unit: str, fmt: str = ",.0f") -> None:
 
 def main(args: argparse.Namespace) -> int:
     log.configure("WARNING")
-    print(
-        f"seawatch bench fastpath — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}"
-    )
+    print(banner("fastpath"))
     t = throughput(args.events, args.devices)
     print(
         f"\nthroughput, one core, {t['events']:,} events ({t['log_share']:.0%} syslog), "

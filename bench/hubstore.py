@@ -21,7 +21,6 @@ import argparse
 import heapq
 import multiprocessing
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import banner
 from shared.ids import id_floor
 from shared.models import Heartbeat
 from shared.taxonomy import IncidentType, Severity
@@ -304,12 +304,7 @@ def _row(name: str, value: float, unit: str, fmt: str = ",.1f") -> None:
 
 def main(args: argparse.Namespace) -> int:
     engine = "ClickHouse server" if args.url else "chdb (in process)"
-    print(
-        f"seawatch bench hub — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {engine}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
+    print(banner("hubstore", engine))
     tmp = None
     data_dir = args.data_dir
     if data_dir is None:

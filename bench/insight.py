@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from bench import banner
 from bench.fastpath import latency_run
 from bench.scenarios.run import FIRST_FAULT_S, START
 from bench.scenarios.schedule import inject, plan_end, plan_faults
@@ -160,7 +158,8 @@ def _insight_rows(run: dict[str, Any], knowledge: Knowledge, policy: Policy) -> 
     for e in accepted:  # re-checked here against what the rules gave the model
         inc = incidents[e.incident_id]
         analysis = analyze(inc, policy.ingest.role_of(inc.device), knowledge, redact)
-        valid += check(e.narrative, analysis.citable, analysis.facts()).ok
+        written = e.narrative.removesuffix(analysis.first_action()).strip()  # the model's part
+        valid += check(written, analysis.citable, analysis.facts()).ok
     q = statistics.quantiles(waits, n=20) if len(waits) > 2 else [waits[-1]] * 19
     gen = sorted(e.insight.latency_ms for e in accepted) or [0.0]
     return {
@@ -225,11 +224,8 @@ def main(args: argparse.Namespace) -> int:
     policy = load_policy(ship_id=SHIP)
     if args.no_cache:
         policy = policy.model_copy(update={"llm": policy.llm.model_copy(update={"cache_ttl_s": 0})})
-    print(
-        f"seawatch bench insight — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores,"
-        f" {platform.machine()}, Python {platform.python_version()}, model n_threads="
-        f"{policy.llm.n_threads}, cache {'off' if args.no_cache else 'on'}"
-    )
+    cache = "off" if args.no_cache else "on"
+    print(banner("insight", f"model n_threads={policy.llm.n_threads}", f"cache {cache}"))
     knowledge = Knowledge(None, runbooks_dir())
     incidents = [d.incident for d in labelled_incidents(policy, SHIP, seed=1, rounds=args.rounds)]
     alone = asyncio.run(latency_run(args.rate, args.seconds, 50))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from bench import banner
 from shared.models import EvidenceRef, Incident, TimelineEntry
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.memory import IncidentMemory, OnnxMiniLM, incident_text
@@ -265,13 +265,7 @@ def main(args: argparse.Namespace) -> int:
     # qdrant-client warns past 20k points in local mode; the table below shows why.
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     backends = _backends(args)
-    print(
-        f"seawatch bench memory — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}, {', '.join(backends)}"
-        f"{' ' + args.url if args.url else ''}, "
-        f"load average {os.getloadavg()[0]:.1f} at start"
-    )
+    print(banner("memory", ", ".join(backends) + (f" {args.url}" if args.url else "")))
     texts = [incident_text(i) for i in make_incidents(args.incidents)]
     print(
         f"\nthroughput, {len(texts):,} incidents ({statistics.fmean(map(len, texts)):.0f} "

@@ -129,21 +129,14 @@ class LlamaCppGenerator:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             t0 = time.perf_counter()
+            limits = {"max_tokens": max_tokens, "temperature": temperature, "stop": task.stop}
             if self.chat:
                 stream = self._llm.create_chat_completion(
-                    messages=task.as_messages(),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=task.stop,
-                    stream=True,
+                    messages=task.as_messages(), stream=True, **limits
                 )
             else:
                 stream = self._llm.create_completion(
-                    prompt=task.as_completion(),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=task.stop,
-                    stream=True,
+                    prompt=task.as_completion(), stream=True, **limits
                 )
             parts: list[str] = []
             for chunk in stream:

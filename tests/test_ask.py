@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.settings import HubSettings
 from shared.taxonomy import IncidentType
 from shore_hub.ask import Citation, Context, LanguageModel, finish, prompt
 from shore_hub.auth import Role
@@ -19,7 +18,7 @@ from shore_hub.memory import NotIndexed
 from shore_hub.metrics import HubMetrics
 from sync.topology import up_subject
 from tests.conftest import wait_for
-from tests.test_hub import RunningHub, frame, hub_running
+from tests.test_hub import RunningHub, frame, hub_running, hub_settings
 from tests.test_patterns import NOW, fleet_incident
 
 FIX = "failed over to LEO until the rain passed"
@@ -41,14 +40,7 @@ SEEDED = {
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
-    settings = HubSettings(
-        data_dir=tmp_path_factory.mktemp("hub-ask"),
-        http_port=0,
-        leaf_port=0,
-        workers=1,
-        clickhouse_path=chdb_path,
-        clickhouse_database="hub_ask_test",
-    )
+    settings = hub_settings(tmp_path_factory.mktemp("hub-ask"), chdb_path, "hub_ask_test")
     with hub_running(settings) as running:
         seeded = list(SEEDED.values())
         running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in seeded])

@@ -51,6 +51,19 @@ class RunningHub:
         asyncio.run(go())
 
 
+def hub_settings(data_dir: Path, chdb_path: Path, database: str, **overrides: Any) -> HubSettings:
+    """A hub on free ports and the session's chdb, isolated by database name."""
+    fields: dict[str, Any] = {
+        "data_dir": data_dir,
+        "http_port": 0,
+        "leaf_port": 0,
+        "workers": 1,
+        "clickhouse_path": chdb_path,
+        "clickhouse_database": database,
+    }
+    return HubSettings(**{**fields, **overrides})
+
+
 @contextmanager
 def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
     """A real hub on its own event loop in a thread, stopped (server included) whatever
@@ -74,14 +87,7 @@ def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
-    settings = HubSettings(
-        data_dir=tmp_path_factory.mktemp("hub"),
-        http_port=0,
-        leaf_port=0,
-        workers=2,
-        clickhouse_path=chdb_path,
-        clickhouse_database="hub_test",
-    )
+    settings = hub_settings(tmp_path_factory.mktemp("hub"), chdb_path, "hub_test", workers=2)
     with hub_running(settings) as running:
         yield running
 

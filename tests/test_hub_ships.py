@@ -14,26 +14,19 @@ import pytest
 from shared import wire
 from shared.ids import new_id
 from shared.models import Command, Gap
-from shared.settings import HubSettings
 from shore_hub.api.ships import NEEDS
 from shore_hub.auth import Role
 from sync.topology import FLEET_DOWN, down_subject, up_subject
 from tests.conftest import wait_for
-from tests.test_hub import RunningHub, hub_running
+from tests.test_hub import RunningHub, hub_running, hub_settings
 
 GOOD_BUNDLE = {"version": "2026.12.0", "files": {"policy.yaml": 'version: "2026.12.0"\n'}}
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
-    settings = HubSettings(
-        data_dir=tmp_path_factory.mktemp("hub-ships"),
-        http_port=0,
-        leaf_port=0,
-        workers=1,
-        memory=False,
-        clickhouse_path=chdb_path,
-        clickhouse_database="hub_ships_test",
+    settings = hub_settings(
+        tmp_path_factory.mktemp("hub-ships"), chdb_path, "hub_ships_test", memory=False
     )
     with hub_running(settings) as running:
         yield running

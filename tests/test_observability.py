@@ -20,10 +20,9 @@ import yaml
 from bench.capacity import Capacity, measure
 from bench.hubstore import Fleet
 from shared.policy import Policy, SloPolicy, load_policy
-from shared.settings import HubSettings
 from shore_hub.fleetstore import FleetStore
 from tests.conftest import start_agent, stop_agent
-from tests.test_hub import hub_running
+from tests.test_hub import hub_running, hub_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 OBS = ROOT / "deploy" / "observability"
@@ -115,14 +114,8 @@ def exposed(
         text = httpx.get(f"{agent.url}/metrics").text
     finally:
         stop_agent(agent)
-    settings = HubSettings(
-        data_dir=tmp_path_factory.mktemp("obs-hub"),
-        http_port=0,
-        leaf_port=0,
-        workers=1,
-        memory=False,
-        clickhouse_path=chdb_path,
-        clickhouse_database="observability_test",
+    settings = hub_settings(
+        tmp_path_factory.mktemp("obs-hub"), chdb_path, "observability_test", memory=False
     )
     with hub_running(settings) as hub:
         response = httpx.get(f"{hub.url}/metrics")  # no key: /metrics is public
@@ -249,8 +242,9 @@ def test_fleet_dashboard_sql_runs_on_a_real_store(
     assert len(queries) > 10
     empty = []
     for sql in queries:
+        now = time.time() + 1  # Grafana's "now" is when the panel asks, after the inserts
         rows = store.backend.query(
-            grafana_to_sql(sql, store.db, "MV-BENCH-001", end - 90 * 86_400, end)
+            grafana_to_sql(sql, store.db, "MV-BENCH-001", end - 90 * 86_400, now)
         )
         if not rows:
             empty.append(sql.split("FROM ")[1].split()[0])

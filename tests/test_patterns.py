@@ -14,13 +14,12 @@ import pytest
 from shared.ids import new_id
 from shared.models import EvidenceRef, Incident, TimelineEntry
 from shared.policy import load_policy
-from shared.settings import HubSettings
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.auth import Role
 from shore_hub.patterns import find_issues
 from sync.topology import up_subject
 from tests.conftest import wait_for
-from tests.test_hub import RunningHub, frame, hub_running
+from tests.test_hub import RunningHub, frame, hub_running, hub_settings
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RAIN = "vsat.snr_db < 12 for 60 s (now 8.4)"
@@ -158,14 +157,8 @@ def test_grouping_by_device_role_and_without_evidence() -> None:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[RunningHub]:
-    settings = HubSettings(
-        data_dir=tmp_path_factory.mktemp("hub-patterns"),
-        http_port=0,
-        leaf_port=0,
-        workers=1,
-        memory=False,
-        clickhouse_path=chdb_path,
-        clickhouse_database="hub_patterns_test",
+    settings = hub_settings(
+        tmp_path_factory.mktemp("hub-patterns"), chdb_path, "hub_patterns_test", memory=False
     )
     with hub_running(settings) as running:
         yield running

@@ -189,8 +189,9 @@ class InsightWorker:
             self._cv.notify_all()
         for t in self._threads:
             t.join(timeout)
-        if self._model is not None and not keep_model:
-            self._model.close()
+        busy = any(t.is_alive() for t in self._threads)  # a generation starved of CPU
+        if self._model is not None and not keep_model and not busy:
+            self._model.close()  # never under a running generation: that would crash it
 
     def wait_ready(self, timeout: float) -> bool:
         """True once the model is loaded (or failed to load: see `model_error`)."""
