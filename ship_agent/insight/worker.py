@@ -206,11 +206,18 @@ class InsightWorker:
             if not self._model_ready.is_set():
                 try:
                     self._model = self._open_model()
+                    self._warm(self._model)
                     _log.info("insight model loaded", model=self._model.name)
                 except Exception as exc:  # any load failure leaves the rules to explain
                     self._model_error = f"model not loaded: {exc}"
                     _log.error("insight model failed to load", error=str(exc))
                 self._model_ready.set()
+
+    def _warm(self, model: Generator) -> None:
+        """Evaluate the prompt's fixed prefix (instruction and examples) once at load, so
+        the first incident does not pay for it: llama.cpp keeps it for the next prompt."""
+        with contextlib.suppress(GenerationError):
+            model.generate(task(""), max_tokens=1, temperature=0.0, timeout_s=self.policy.timeout_s)
 
     def _run(self) -> None:
         _yield_cpu()
