@@ -24,9 +24,7 @@ import argparse
 import base64
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from bench import banner
+from bench import banner, scratch_dir
 from bench.hubstore import Fleet
 from shared import wire
 from shared.models import Heartbeat
@@ -204,13 +202,8 @@ def report(c: Capacity) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     engine = "ClickHouse server" if args.url else "chdb (in process)"
     print(banner("capacity", engine))
-    tmp = None
-    data_dir = args.data_dir
-    if data_dir is None:
-        tmp = tempfile.mkdtemp(prefix="seawatch-bench-capacity-")
-        data_dir = Path(tmp)
     db = f"capacity_{os.getpid()}"
-    try:
+    with scratch_dir(args.data_dir, "capacity") as data_dir:
         store = FleetStore.open(args.url, data_dir, database=db)
         try:
             store.migrate()
@@ -220,9 +213,6 @@ def main(args: argparse.Namespace) -> int:
             store.backend.command(f"DROP DATABASE {db}")
         finally:
             store.close()
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"\n{c.incidents:,} incidents from {args.ships} ships ({c.versions:,} versions: "
         f"opened, resolved), {c.heartbeats:,} heartbeats ({args.heartbeat_days:g} days a ship);"

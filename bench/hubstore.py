@@ -22,9 +22,7 @@ import heapq
 import multiprocessing
 import os
 import random
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import banner
+from bench import banner, scratch_dir
 from shared.ids import id_floor
 from shared.models import Heartbeat
 from shared.taxonomy import IncidentType, Severity
@@ -305,14 +303,9 @@ def _row(name: str, value: float, unit: str, fmt: str = ",.1f") -> None:
 def main(args: argparse.Namespace) -> int:
     engine = "ClickHouse server" if args.url else "chdb (in process)"
     print(banner("hubstore", engine))
-    tmp = None
-    data_dir = args.data_dir
-    if data_dir is None:
-        tmp = tempfile.mkdtemp(prefix="seawatch-bench-hub-")
-        data_dir = Path(tmp)
     db = f"bench_{os.getpid()}"
     end = time.time()
-    try:
+    with scratch_dir(args.data_dir, "hub") as data_dir:
         done = _in_child(ingest, args.url, data_dir, db, end, args)
         where = "client" if args.url else "client and engine"
         print(
@@ -336,9 +329,6 @@ def main(args: argparse.Namespace) -> int:
             store.backend.command(f"DROP DATABASE {db}")
         finally:
             store.close()
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
