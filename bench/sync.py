@@ -11,10 +11,11 @@ A real hub (own nats-server, chdb) and real ship agents, each behind the link si
 - slowlink: 64 kbit/s, 600 ms RTT, the default 48 kbit/s budget; bulk then urgent incidents
   queued during an outage: time until every urgent one is stored after restore, then the
   uplink rate at the proxy over a window while bulk drains, against the budget.
-- bytes: wire bytes per incident version (both directions at the proxy, minus the idle
-  traffic of an equally long quiet spell measured right after) against the same versions
-  as plain JSON (orjson of model_dump(mode="json") of the outbox payloads); and the NATS
-  framing per message against sync.uplink.FRAMING_BYTES.
+- bytes: wire bytes per incident version, or version of a remediation request proposed
+  for one (both directions at the proxy, minus the idle traffic of an equally long quiet
+  spell measured right after) against the same versions as plain JSON (orjson of
+  model_dump(mode="json") of the outbox payloads); and the NATS framing per message
+  against sync.uplink.FRAMING_BYTES.
 - retention: no hub link. A pipeline and store fed 7 simulated days of the ship simulator
   (normal traffic, the weekly maintenance window, one fault of each type a day), an uplink
   that sees the link down (urgent rows leave for the local stream, the rest wait), and
@@ -47,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shared import log, wire
-from shared.models import Gap, Heartbeat, Incident
+from shared.models import ActionRequest, Gap, Heartbeat, Incident
 from shared.policy import Policy, load_policy
 from shared.taxonomy import Priority, priority_for
 from sync.outbox import LANES, Outbox
@@ -407,14 +408,16 @@ def _deliver(fleet: Fleet, ship: str, feed: Callable[[], None]) -> _Delivery:
     scale = seconds / (time.monotonic() - i0)
     idle_up = (sim.bytes_up - i_up) * scale
     idle_down = (sim.bytes_down - i_down) * scale
-    rows = running.sql(
-        "SELECT payload FROM outbox WHERE kind='incident' AND note IS NULL AND sent >= ?", wall0
+    rows = running.sql(  # incidents, and the remediations the ship proposed for them
+        "SELECT payload FROM outbox WHERE kind IN ('incident', 'action_request')"
+        " AND note IS NULL AND sent >= ?",
+        wall0,
     )
     plain = [
         len(orjson.dumps(m.model_dump(mode="json")))
         for (payload,) in rows
         for m in wire.decode(bytes(payload))
-        if isinstance(m, Incident)
+        if isinstance(m, Incident | ActionRequest)
     ]
     return _Delivery(
         seconds,

@@ -5,7 +5,8 @@ of a single-incident frame. The incidents are held out: simulated with another s
 ship than the dictionary was trained on (sync.dictionary.TRAIN_SEED), run through the
 real pipeline and redacted as the link requires. Per codec, per incident:
 - frame bytes: plain JSON (orjson of model_dump(mode="json"), the baseline), format 1
-  (zstd without a dictionary) and format 2 (zstd with the newest shipped dictionary);
+  (zstd without a dictionary) and format 2 with each shipped dictionary (the newest is
+  what ships send), and the same for the remediation requests the ship proposed;
 - link bytes: the frame in a JetStream publish as it crosses the leaf connection (HPUB
   line with the reply inbox, a Nats-Msg-Id header for de-duplication, the frame, CRLF);
   the PubAck that comes back down is listed apart;
@@ -17,6 +18,7 @@ real pipeline and redacted as the link requires. Per codec, per incident:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -28,7 +30,7 @@ from typing import Any
 import orjson
 
 from shared import wire
-from shared.models import Incident
+from shared.models import ActionRequest, Incident
 from shared.policy import load_policy
 from sync.dictionary import TRAIN_SEED, sample_messages
 from sync.privacy import Redactor
@@ -78,37 +80,10 @@ def run(
     incidents = [m for m in messages if isinstance(m, Incident)]
     if not incidents:
         raise ValueError("the simulation produced no incidents: raise rounds")
-    baseline = statistics.mean(len(_json(m)) for m in incidents)
-    rows: list[dict[str, Any]] = []
-    codecs: list[tuple[str, Callable[[Incident], bytes], Callable[[bytes], object]]] = [
-        ("plain JSON", _json, Incident.model_validate_json),
-        ("format 1: zstd", lambda m: wire.encode([m], dictionary=None), wire.decode),
-        (
-            f"format 2: zstd + dictionary v{wire.DICTIONARY_VERSION}",
-            lambda m: wire.encode([m]),
-            wire.decode,
-        ),
-    ]
-    for name, encode, decode in codecs:
-        frames = [encode(m) for m in incidents]
-        sizes = [len(f) for f in frames]
-        link = [
-            link_bytes(f, ship_id, f"{m.id}:{m.version}")
-            for f, m in zip(frames, incidents, strict=True)
-        ]
-        rows.append(
-            {
-                "codec": name,
-                "frame_bytes": statistics.mean(sizes),
-                "frame_p95_bytes": statistics.quantiles(sizes, n=20)[-1],
-                "frame_of_json": statistics.mean(sizes) / baseline,
-                "link_bytes": statistics.mean(link),
-                "link_of_json": statistics.mean(link) / baseline,
-                "encode_us": _per_item_us(encode, incidents),
-                "decode_us": _per_item_us(decode, frames),
-                "incidents": len(incidents),
-            }
-        )
+    requests = [m for m in messages if isinstance(m, ActionRequest)]
+    rows = _codec_rows("", incidents, ship_id)
+    if requests:  # what a dictionary that knows remediations saves on them
+        rows += _codec_rows("remediation: ", requests, ship_id, plain_rows=False)
     # a new redactor's first pass finds every string new; later passes answer the
     # timeline and evidence an incident repeats in each version from its cache
     redactor = Redactor.from_policy(load_policy(ship_id=ship_id).privacy)
@@ -131,6 +106,52 @@ def run(
     return rows
 
 
+def _encode_one(message: Any, dictionary: int) -> bytes:
+    return wire.encode([message], dictionary=dictionary)
+
+
+def _codec_rows(
+    label: str, items: Sequence[Any], ship_id: str, plain_rows: bool = True
+) -> list[dict[str, Any]]:
+    """Bytes and microseconds per item for plain JSON, format 1 and every shipped
+    dictionary, side by side; the newest dictionary last."""
+    baseline = statistics.mean(len(_json(m)) for m in items)
+    codecs: list[tuple[str, Callable[[Any], bytes], Callable[[bytes], object]]] = []
+    if plain_rows:
+        codecs += [
+            ("plain JSON", _json, type(items[0]).model_validate_json),
+            ("format 1: zstd", lambda m: wire.encode([m], dictionary=None), wire.decode),
+        ]
+    for version in sorted(wire.DICTIONARIES):
+        codecs.append(
+            (
+                f"{label}format 2: zstd + dictionary v{version}",
+                functools.partial(_encode_one, dictionary=version),
+                wire.decode,
+            )
+        )
+    rows: list[dict[str, Any]] = []
+    for name, encode, decode in codecs:
+        frames = [encode(m) for m in items]
+        sizes = [len(f) for f in frames]
+        keys = [f"{m.id}:{m.version}" for m in items]
+        link = [link_bytes(f, ship_id, k) for f, k in zip(frames, keys, strict=True)]
+        rows.append(
+            {
+                "codec": name,
+                "frame_bytes": statistics.mean(sizes),
+                "frame_p95_bytes": statistics.quantiles(sizes, n=20)[-1],
+                "frame_of_json": statistics.mean(sizes) / baseline,
+                "link_bytes": statistics.mean(link),
+                "link_of_json": statistics.mean(link) / baseline,
+                "encode_us": _per_item_us(encode, items),
+                "decode_us": _per_item_us(decode, frames),
+                "incidents": len(items),
+            }
+        )
+    return rows
+
+
 def _cell(value: float | None, spec: str, scale: float = 1.0) -> str:
     if value is None:
         return "-".rjust(int(spec.split(".")[0]))
@@ -139,17 +160,17 @@ def _cell(value: float | None, spec: str, scale: float = 1.0) -> str:
 
 def report(rows: list[dict[str, Any]]) -> list[str]:
     out = [
-        f"  {'per incident':38s} {'frame B':>8s} {'p95 B':>7s} {'% JSON':>7s} {'link B':>7s}"
+        f"  {'per item':46s} {'frame B':>8s} {'p95 B':>7s} {'% JSON':>7s} {'link B':>7s}"
         f" {'% JSON':>7s} {'encode us':>10s} {'decode us':>10s}"
     ]
     for r in rows:
         out.append(
-            f"  {r['codec']:38s} {_cell(r['frame_bytes'], '8.0f')}"
+            f"  {r['codec']:46s} {_cell(r['frame_bytes'], '8.0f')}"
             f" {_cell(r['frame_p95_bytes'], '7.0f')} {_cell(r['frame_of_json'], '7.1f', 100)}"
             f" {_cell(r['link_bytes'], '7.0f')} {_cell(r['link_of_json'], '7.1f', 100)}"
             f" {_cell(r['encode_us'], '10.1f')} {_cell(r['decode_us'], '10.1f')}"
         )
-    best = rows[2]
+    best = next(r for r in rows if r["codec"].endswith(f"v{wire.DICTIONARY_VERSION}"))
     frame_ok = best["frame_of_json"] <= TARGET_FRAME
     link_ok = best["link_of_json"] <= TARGET_LINK
     out += [

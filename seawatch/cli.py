@@ -1,7 +1,8 @@
 """`seawatch` — one command line for every part; each subcommand is a thin shell over a library.
 
 seawatch ship --ship-id MV-AURORA --data-dir data/aurora --http-port 8470 --syslog-port 5514
-seawatch demo                         # a hub and two simulated ships, links cut now and then
+seawatch demo                         # a hub and five simulated ships playing a story
+seawatch status                       # the running fleet, from the hub's API
 seawatch ship --simulate              # agent + simulator, incidents shown as they open/close
 seawatch simulate --to udp://127.0.0.1:5514 --duration 3600 --speed 60
 seawatch policy check policies/ --ship MV-AURORA
@@ -37,6 +38,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from seawatch.status import run_status
+
+    return run_status(args)
+
+
 def _ship(args: argparse.Namespace) -> int:
     from ship_agent.run import run_ship
 
@@ -48,7 +55,7 @@ HUB_EXTRA = "the shore hub needs its engines: pip install 'seawatch[hub]'"
 
 def _hub(args: argparse.Namespace) -> int:
     try:
-        from shore_hub.run import run_hub, run_keys, run_ships
+        from shore_hub.run import run_hub, run_keys, run_schema, run_ships
     except ImportError as exc:  # a vessel install, without the hub extra
         print(f"seawatch hub: {HUB_EXTRA} ({exc})", file=sys.stderr)
         return 2
@@ -56,6 +63,8 @@ def _hub(args: argparse.Namespace) -> int:
         return run_keys(args)
     if getattr(args, "ships_command", None):
         return run_ships(args)
+    if getattr(args, "hub_command", None) == "schema":
+        return run_schema(args)
     return run_hub(args)
 
 
@@ -168,18 +177,25 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--seed", type=int, default=1)
     ship.set_defaults(func=_ship)
 
-    demo = sub.add_parser("demo", help="a hub and simulated ships on this machine, links cut")
-    demo.add_argument("--ships", type=int, default=2, help="how many ships")
+    demo = sub.add_parser("demo", help="a hub and simulated ships playing a scripted story")
+    demo.add_argument("--ships", type=int, default=5, help="how many ships")
     demo.add_argument("--data-dir", type=Path, default=Path("data/demo"), help="all state")
-    demo.add_argument("--http-port", type=int, default=8480, help="hub API port")
+    demo.add_argument("--http-port", type=int, default=8480, help="hub API and console port")
     demo.add_argument("--speed", type=float, default=30.0, help="simulated s per wall s")
-    demo.add_argument("--cut-every", type=float, default=60.0, help="seconds between cuts")
-    demo.add_argument("--cut-for", type=float, default=30.0, help="seconds a cut lasts")
     demo.add_argument("--duration", type=float, default=None, help="stop after (wall s)")
+    demo.add_argument("--report-every", type=float, default=15.0, help="wall s between reports")
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--no-memory", action="store_true", help="do not embed incidents")
     demo.add_argument("--no-llm", action="store_true", help="ships explain by rules only")
     demo.set_defaults(func=_demo)
+
+    status = sub.add_parser("status", help="a terminal summary of the running fleet")
+    status.add_argument("--hub", help="hub API root (default: the running demo's, else :8480)")
+    status.add_argument("--api-key", help="an API key (default: SEAWATCH_API_KEY, the demo's)")
+    status.add_argument(
+        "--data-dir", type=Path, default=Path("data/demo"), help="a running demo's state"
+    )
+    status.set_defaults(func=_status)
 
     hub = sub.add_parser("hub", help="run the shore hub (or manage its API keys)")
     hub.add_argument("--data-dir", type=Path, help="where the hub keeps its stores")
@@ -215,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     ships_sub.add_parser("add", help="register a ship (or re-key it)").add_argument("ship_id")
     ships_sub.add_parser("remove", help="refuse a ship from now on").add_argument("ship_id")
     ships_sub.add_parser("list", help="registered ship ids")
+    ships_sub.add_parser(
+        "nats-auth", help="users and leafnodes config for an external NATS (holds a secret)"
+    )
+    schema = hub_sub.add_parser(
+        "schema", help="print the fleet store's DDL for a ClickHouse cluster"
+    )
+    schema.add_argument("--cluster", required=True, help="cluster name (ClickHouse remote_servers)")
+    schema.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="settings file")
+    schema.add_argument(
+        "--policy-dir", type=Path, default=argparse.SUPPRESS, help="fleet policy (retention)"
+    )
 
     sim = sub.add_parser("simulate", help="generate one ship's telemetry with labelled faults")
     sim.add_argument("--ship-id", default="MV-DEMO")

@@ -9,6 +9,13 @@ examples, or gets stuck repeating one character.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.models import EvidenceRef
+
+MAX_EVIDENCE = 4  # evidence items an insight is written from
 
 SHINGLE = 4  # words: a run this long shared with the examples, not the evidence, is a copy
 _REF = re.compile(r"\[([^\[\]]{1,60})\]")
@@ -55,3 +62,17 @@ def copied(text: str, evidence: str, examples: frozenset[tuple[str, ...]]) -> li
 def degenerate(text: str) -> bool:
     """One character eight times or more in a row: a small model stuck in a loop."""
     return _RUN.search(text) is not None
+
+
+def insight_evidence(evidence: Iterable[EvidenceRef]) -> list[EvidenceRef]:
+    """The evidence an insight is written from, in the order of its labels [E1], [E2] ...:
+    the strongest item of each detector (the earliest among equals), at most MAX_EVIDENCE.
+    The ship labels what it gives the model this way, and the hub resolves an insight's
+    labels the same way, so a console can link [E1] to its item."""
+    seen: set[str] = set()
+    picked = []
+    for ref in sorted(evidence, key=lambda e: (-e.score, e.ts)):
+        if ref.detector not in seen:
+            seen.add(ref.detector)
+            picked.append(ref)
+    return picked[:MAX_EVIDENCE]

@@ -98,6 +98,8 @@ class EvidenceRef(Contract):
     device: str
     score: float
     summary: str
+    # a metric's latest values up to the anomaly, oldest first (none for log evidence)
+    values: list[float] | None = Field(default=None, max_length=64)
 
 
 class TimelineEntry(Contract):
@@ -174,6 +176,41 @@ class ActionResult(Envelope):
     detail: str = ""
 
 
+ActionStatus = Literal[
+    "pending",  # waiting for approval
+    "approved",  # approved, waiting to run (a high-risk action waits for its window)
+    "running",
+    "succeeded",
+    "failed",  # a step failed; rolled back where the action has a rollback
+    "rejected",
+    "interrupted",  # the agent stopped while it ran: never run again on its own
+]
+FINISHED_ACTIONS = ("succeeded", "failed", "rejected", "interrupted")
+
+
+class ActionRequest(Envelope):
+    """Uplink: a remediation the ship proposes for an incident, and where it stands. Each
+    change is a new `version`, like incidents, so the hub keeps the latest."""
+
+    kind: Literal["action_request"] = "action_request"
+    id: str = Field(default_factory=new_id)
+    version: int = Field(default=1, ge=1)
+    incident_id: str
+    action: str
+    target: str
+    runbook: str | None = None
+    risk: Literal["low", "medium", "high"]
+    approval: Literal["auto", "single", "two_person"]
+    approvals_needed: int = Field(ge=0, le=5)
+    requested_by: str
+    blast_radius: list[str] = Field(default_factory=list)  # devices the action touches
+    pre_check: bool = False
+    post_check: bool = False
+    status: ActionStatus = "pending"
+    approvers: list[str] = Field(default_factory=list)
+    detail: str = ""
+
+
 class Receipt(Envelope):
     """Downlink: what the hub has durably stored, as "incident_id:version" keys."""
 
@@ -191,6 +228,14 @@ class Gap(Envelope):
 
 
 WireMessage = Annotated[
-    Anomaly | Incident | Insight | Heartbeat | Command | ActionResult | Receipt | Gap,
+    Anomaly
+    | Incident
+    | Insight
+    | Heartbeat
+    | Command
+    | ActionResult
+    | ActionRequest
+    | Receipt
+    | Gap,
     Field(discriminator="kind"),
 ]

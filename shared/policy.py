@@ -13,10 +13,18 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.taxonomy import IncidentType, Severity
 
@@ -251,13 +259,112 @@ class CorrelatePolicy(Strict):
 # ------------------------------------------------------------------ the rest
 
 
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_ADDRESS = r"^[^@\s]+@[^@\s]+$"
+
+
+class NotifyChannelBase(Strict):
+    """Where notifications go: on the ship (the crew, through the ship's own network) or at
+    the hub (fleet operations). A channel takes incidents at `min_severity` or above;
+    `recipients` name who, per severity. Secrets are never in the policy: a channel names
+    the environment variable that holds one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    side: Literal["ship", "hub"]
+    min_severity: Severity = Severity.LOW
+    recipients: dict[Severity, list[Annotated[str, Field(pattern=_ADDRESS)]]] = Field(
+        default_factory=dict
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+class WebhookChannel(NotifyChannelBase):
+    """An HTTP POST of the notification as JSON; signed (HMAC-SHA256 of the body) when
+    `secret_env` names a variable holding the key. Recipients, if any, travel in the body
+    for the receiver to route."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = None
+
+
+class SmtpChannel(NotifyChannelBase):
+    """E-mail through an SMTP relay, to the addresses listed for the incident's severity: a
+    severity with no addresses is not mailed."""
+
+    type: Literal["smtp"]
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False  # implicit TLS (usually port 465)
+    username: str | None = None
+    password_env: str | None = None
+    sender: str = Field(pattern=_ADDRESS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmtpChannel:
+        if self.ssl and self.starttls:
+            raise ValueError("ssl and starttls exclude each other")
+        if self.username and not self.password_env:
+            raise ValueError("username needs password_env (the variable holding the password)")
+        if not any(self.recipients.values()):
+            raise ValueError("an smtp channel needs recipients for at least one severity")
+        return self
+
+
+NotifyChannel = Annotated[WebhookChannel | SmtpChannel, Field(discriminator="type")]
+
+
+class QuietHours(Strict):
+    """Local time in `notify.timezone`; start == end means none. Across midnight is fine."""
+
+    start: str = Field(pattern=_HHMM)
+    end: str = Field(pattern=_HHMM)
+    min_severity: Severity
+
+
+class StormPolicy(Strict):
+    threshold: int = Field(ge=2)  # this many changes within window_s are a storm
+    window_s: float = Field(gt=0)
+
+
+class NotifyRetry(Strict):
+    base_s: float = Field(gt=0)  # first retry after this, doubling each attempt
+    max_s: float = Field(gt=0)  # up to this; attempts never stop while the spool holds it
+
+
+class NotifySpool(Strict):
+    max_pending: int = Field(ge=1)  # beyond: the oldest of the lowest severity are dropped
+    keep_days: float = Field(gt=0)  # sent rows are kept this long (and so never sent twice)
+
+
 class NotifyPolicy(Strict):
     enabled: bool
-    channels: list[dict[str, Any]]
-    quiet_hours: dict[str, Any]
-    storm: dict[str, float]
-    rate_limit_per_hour: int = Field(ge=0)
-    recipients: dict[str, list[str]]
+    timezone: str = "UTC"
+    channels: list[NotifyChannel]
+    quiet_hours: QuietHours | None
+    storm: StormPolicy
+    rate_limit_per_hour: int = Field(ge=0)  # per channel, digests included; 0: no limit
+    retry: NotifyRetry
+    spool: NotifySpool
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, v: list[WebhookChannel | SmtpChannel]) -> list[Any]:
+        names = [c.name for c in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"channel names must be unique: {', '.join(twice)}")
+        return v
 
 
 class RemediationAction(Strict):
@@ -269,11 +376,29 @@ class RemediationAction(Strict):
     post_check: bool = False
 
 
+class ExecutorPolicy(Strict):
+    """How approved actions run: `dry_run` (the default) only says what it would do;
+    `shell` runs the command lines given per action and step, `{target}` filled in."""
+
+    kind: Literal["dry_run", "shell"] = "dry_run"
+    timeout_s: float = Field(default=60, gt=0)
+    commands: dict[str, dict[Literal["pre_check", "run", "post_check", "rollback"], str]] = Field(
+        default_factory=dict
+    )
+
+
 class RemediatePolicy(Strict):
     actions: dict[str, RemediationAction]
     forbidden_targets: list[str]
     maintenance_window: dict[str, str]
     rollback_within_s: float = Field(gt=0)
+    zones: dict[str, str] = Field(default_factory=dict)  # device role -> zone
+    never_auto: list[str] = Field(default_factory=list)  # zones a person always decides for
+    crew_may_approve_offline: bool = True
+    executor: ExecutorPolicy = Field(default_factory=ExecutorPolicy)
+
+    def zone_of(self, role: str) -> str:
+        return self.zones.get(role, role)
 
 
 class LlmPolicy(Strict):

@@ -44,7 +44,13 @@ class HubSettings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8480, ge=0, le=65535)
     nats_port: int = Field(default=0, ge=0, le=65535)
-    nats_url: str | None = None  # an existing hub nats-server instead of starting one
+    # an existing hub NATS instead of starting one: a URL, or the members of a cluster as
+    # a comma-separated list (nats://a:4222,nats://b:4222,nats://c:4222)
+    nats_url: str | None = None
+    # copies of each hub stream (FLEET_UP, FLEET_DOWN) and of the ingest consumer across the
+    # cluster's members: 3 survives the loss of one member; more than 1 needs a cluster (the
+    # hub's own nats-server is one node, and JetStream refuses the streams then)
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     leaf_port: int = Field(default=7422, ge=0, le=65535)  # where ship leaf nodes connect
     clickhouse_url: str | None = None  # a ClickHouse server instead of embedded chdb
     clickhouse_database: str = "seawatch"
@@ -57,6 +63,11 @@ class HubSettings(BaseSettings):
     live_buffer: int = Field(default=256, ge=1)
     llm_url: str | None = None  # OpenAI-compatible API root incl. /v1 for /ask
     llm_model: str = ""  # the model name that endpoint expects
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """nats_url split into the server URLs the client tries in turn."""
+        return [u.strip() for u in (self.nats_url or "").split(",") if u.strip()]
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -37,7 +37,9 @@ from shared.models import WireMessage
 MAGIC = b"SW"
 FORMAT_VERSION = 2
 RAW, ZSTD, ZSTD_DICT = 0, 1, 2
-DICTIONARIES = {1: "incidents-v1.zdict"}  # version -> file in shared/dicts; never edit one
+# version -> file in shared/dicts; never edit one. v2 adds the remediation requests ships
+# send; a hub reads every version, so upgrade the hub before its ships.
+DICTIONARIES = {1: "incidents-v1.zdict", 2: "incidents-v2.zdict"}
 DICTIONARY_VERSION = max(DICTIONARIES)  # what encode uses by default
 LEVEL = 9  # moderate: a single incident takes tens of microseconds on the ship's cores
 _COMPRESS_OVER = 512  # below this, zstd's header costs more than it saves

@@ -21,16 +21,25 @@ from typing import Any
 from shared import log
 from shared.http import HttpServer
 from shared.ids import new_id
-from shared.models import ActionResult, Command, Heartbeat
+from shared.models import ActionRequest, ActionResult, Command, Heartbeat
+from shared.notify import Notifier, Spool
 from shared.policy import Policy, PolicyError, load_policy
 from shared.runbooks import RunbookError, load_runbooks
 from shared.settings import AgentSettings
 from ship_agent.ingest.nats_ingest import NatsIngest
 from ship_agent.ingest.syslog_server import SyslogServer
-from ship_agent.insight import UNEXPLAINED, needs_insight, reconfigure, start_worker
+from ship_agent.insight import (
+    UNEXPLAINED,
+    Knowledge,
+    needs_insight,
+    reconfigure,
+    ship_runbooks,
+    start_worker,
+)
 from ship_agent.metrics import AgentMetrics
 from ship_agent.pipeline import Item, OperatorCommand, Pipeline
 from ship_agent.records import DeadLetter, Explanation, RawInput
+from ship_agent.remediate import DecisionError, Remediator
 from ship_agent.store import Batch, Store
 from sync import bundles
 from sync.outbox import Outbox
@@ -63,6 +72,11 @@ class ShipAgent:
         self.http_port: int | None = None
         self.listeners: list[Any] = []  # callables(Batch) told of every committed batch
         self.insight: Any = None  # ship_agent.insight.InsightWorker when explaining
+        self.notifier = Notifier(policy.notify, "ship", Spool(self.store.conn), self.metrics.notify)
+        self.remediator = Remediator(
+            self.store, policy.remediate, self._knowledge(), policy.ingest.role_of
+        )
+        self._act = asyncio.Event()  # a request was approved: run what is due
 
     # ---------------------------------------------------------------- intake
 
@@ -139,7 +153,11 @@ class ShipAgent:
         self._tasks = [
             asyncio.create_task(self._batch_loop(), name="batch-loop"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self._run_actions(), name="remediation"),
         ]
+        self.listeners.append(self._remediate)
+        self.listeners.append(self._notify)
+        self.notifier.start()
         if s.insight and self.policy.features.get("llm_insight", False):
             self._start_insight()
         if s.hub_leaf_url:
@@ -190,6 +208,11 @@ class ShipAgent:
         self._queue.append(explanation)  # like a dead letter: never refused, few and small
         self._wake.set()
 
+    def _notify(self, batch: Batch) -> None:
+        # The crew hears of its own ship's incidents on board: not redacted, since nothing
+        # here crosses the link (docs/notifications.md: point ship channels at the ship).
+        self.notifier.offer(inc.to_model(self.ship_id) for inc in batch.incidents)
+
     def _explain_new(self, batch: Batch) -> None:
         for inc in batch.incidents:
             if needs_insight(inc):
@@ -221,7 +244,9 @@ class ShipAgent:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.notifier.stop()
         self.pipeline.checkpoint()
+        self.remediator.knowledge.close()
         self.store.close()
         _log.info("agent stopped", ship_id=self.ship_id)
 
@@ -242,8 +267,8 @@ class ShipAgent:
         elif cmd.action == "policy_bundle":
             self.store.record_applied([self._apply_bundle(cmd)])
         elif cmd.action == "approval_decision":
-            decision = cmd.payload.get("decision", "?")
-            self.store.record_applied([self._result(cmd, True, f"decision {decision} recorded")])
+            if self.remediator.decide_ashore(cmd).ok:
+                self._act.set()
         else:
             self.store.record_applied([self._result(cmd, False, "incident_id is required")])
         if not self.store.command_applied(cmd.id):
@@ -280,8 +305,15 @@ class ShipAgent:
         pipeline.warm_start()
         self.pipeline, self.policy = pipeline, policy
         self._limit = policy.ingest.queue_limit
+        self.notifier.use_policy(policy.notify)
         if self.insight is not None:
             reconfigure(self.insight, policy, self.settings.data_dir)
+        self.remediator.knowledge.close()
+        self.remediator.configure(policy.remediate, self._knowledge(), policy.ingest.role_of)
+
+    def _knowledge(self) -> Knowledge:
+        """The runbooks remediation proposes from (the bundle's, if shore sent some)."""
+        return Knowledge(None, ship_runbooks(self.settings.data_dir))
 
     def _result(self, cmd: Command, ok: bool, detail: str) -> ActionResult:
         return ActionResult(
@@ -366,6 +398,41 @@ class ShipAgent:
         for listener in self.listeners:
             listener(batch)
         return batch
+
+    def link_state(self) -> str:
+        """up, degraded or down as the uplink sees it; "not configured" without a hub."""
+        if self.link is None:
+            return "not configured"
+        return str(self.link.uplink.link.state(self.policy.sync.receipt_timeout_s, time.time()))
+
+    def _remediate(self, batch: Batch) -> None:
+        if self.remediator.propose_for(batch):
+            self._act.set()
+
+    def decide_on_board(
+        self, request_id: str, actor: str, decision: str, reason: str
+    ) -> ActionRequest:
+        """The crew's decision; raises DecisionError when it may not be taken now."""
+        if self.link_state() not in ("down", "not configured"):
+            raise DecisionError("the shore link is up: decisions are made ashore")
+        request = self.remediator.decide_on_board(request_id, actor, decision, reason)
+        if request.status == "approved":
+            self._act.set()
+        return request
+
+    async def _run_actions(self) -> None:
+        """Runs approved actions one at a time, off the event loop; wakes on a decision,
+        and every minute for actions waiting for their maintenance window."""
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._act.wait(), timeout=60.0)
+            self._act.clear()
+            for request_id in self.remediator.due():
+                request = self.remediator.claim(request_id)
+                if request is None:
+                    continue
+                ok, detail = await asyncio.to_thread(self.remediator.execute, request)
+                self.remediator.finish(request, ok, detail)
 
     async def _housekeeping(self) -> None:
         """Every second: a slice of the device models is checkpointed, so that each is saved

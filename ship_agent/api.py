@@ -8,18 +8,24 @@ transaction (incident version + outbox row). OpenAPI at /schema.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
 
 from litestar import Litestar, Request, Response, get, post
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import Body, FromPath, FromQuery, JSONBody
+from litestar.response import Redirect
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.models import IngestBatch
+from shared.models import FINISHED_ACTIONS, IngestBatch
 from ship_agent import queries
+from ship_agent.crew import CrewView
+from ship_agent.crew import render as render_crew
 from ship_agent.ingest.batch import WrongShip, events_from_batch
 from ship_agent.pipeline import OperatorCommand
+from ship_agent.remediate import DecisionError
 
 if TYPE_CHECKING:
     from ship_agent.agent import ShipAgent
@@ -122,6 +128,74 @@ def create_app(agent: ShipAgent) -> Litestar:
     async def suppress(incident_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
         return await _act("suppress", incident_id, data)
 
+    @get("/api/v3/actions", sync_to_thread=False)
+    def actions(status: FromQuery[str | None] = None) -> list[dict[str, Any]]:
+        """Remediation requests on board, newest first: pending ones wait for a decision."""
+        return [r.model_dump(mode="json") for r in agent.remediator.requests(status)]
+
+    async def _decide(request_id: str, decision: str, data: ActionBody) -> dict[str, Any]:
+        try:
+            request = agent.decide_on_board(request_id, data.actor, decision, data.reason)
+        except DecisionError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return request.model_dump(mode="json")
+
+    @post("/api/v3/actions/{request_id:str}/approve", status_code=200)
+    async def approve(request_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
+        """The crew approves while the shore link is down (when policy allows it)."""
+        return await _decide(request_id, "approved", data)
+
+    @post("/api/v3/actions/{request_id:str}/reject", status_code=200)
+    async def reject(request_id: FromPath[str], data: JSONBody[ActionBody]) -> dict[str, Any]:
+        return await _decide(request_id, "rejected", data)
+
+    @get("/crew", sync_to_thread=False, include_in_schema=False)
+    def crew(msg: FromQuery[str] = "") -> Response[str]:
+        """The crew page (HTML, no script): works with the shore link down."""
+        link = agent.link_state()
+        may = agent.policy.remediate.crew_may_approve_offline
+        oldest = agent.outbox.oldest_unsent()
+        view = CrewView(
+            ship_id=agent.ship_id,
+            policy_version=agent.policy.version,
+            link_state=link,
+            unsent=agent.outbox.depths(),
+            oldest_unsent_s=time.time() - oldest if oldest else None,
+            incidents=[
+                i
+                for status in ("open", "acknowledged")
+                for i in queries.list_incidents(conn, status, limit=200)["items"]
+            ],
+            pending=agent.remediator.requests("pending"),
+            finished=[
+                r for r in agent.remediator.requests(limit=30) if r.status in FINISHED_ACTIONS
+            ],
+            may_decide=may and link in ("down", "not configured"),
+            why_not=(
+                "Decided ashore while the shore link is up; the crew decides here when it is down."
+                if may
+                else "Policy: remediations are decided ashore only."
+            ),
+            message=msg[:200],
+        )
+        return Response(render_crew(view), media_type="text/html")
+
+    @post("/crew/actions/{request_id:str}", status_code=303)
+    async def crew_decide(
+        request_id: FromPath[str],
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Redirect:
+        """The crew page's form: decide, then back to the page with what happened."""
+        try:
+            body = ActionBody(actor=data.get("actor", ""), reason=data.get("reason", ""))
+            request = agent.decide_on_board(
+                request_id, body.actor, data.get("decision", ""), body.reason
+            )
+            msg = f"{request.action} on {request.target}: {request.status}"
+        except (DecisionError, ValidationError) as exc:
+            msg = f"not decided: {exc}"
+        return Redirect(path=f"/crew?{urlencode({'msg': msg})}", status_code=303)
+
     @get("/api/v3/stats", sync_to_thread=False)
     def stats() -> dict[str, Any]:
         out = queries.stats(conn)
@@ -146,11 +220,7 @@ def create_app(agent: ShipAgent) -> Litestar:
         uplink = agent.link.uplink if agent.link is not None else None
         return {
             "configured": uplink is not None,
-            "link_state": (
-                uplink.link.state(agent.policy.sync.receipt_timeout_s, time.time())
-                if uplink is not None
-                else "not configured"
-            ),
+            "link_state": agent.link_state(),
             "unsent": agent.outbox.depths(),
             "oldest_unsent_s": time.time() - oldest if oldest else None,
             "sent_messages": uplink.sent_messages if uplink else 0,
@@ -171,6 +241,11 @@ def create_app(agent: ShipAgent) -> Litestar:
             ack,
             resolve,
             suppress,
+            actions,
+            approve,
+            reject,
+            crew,
+            crew_decide,
             stats,
             dead_letters,
             trace,

@@ -192,6 +192,9 @@ class CorrelateStage:
         if seen is not None and hit.ts - seen < self._p.dedup_ttl_s:
             return  # a repeat: counted, no new evidence, no new version
         if len(inc.evidence) < self._p.max_evidence:
+            # one series' recent values per incident (its first metric evidence), for the
+            # sparkline ashore: every version carries them over the satellite link
+            sparked = any(e.get("values") for e in inc.evidence)
             inc.evidence.append(
                 {
                     "anomaly_id": rec.id,
@@ -201,6 +204,7 @@ class CorrelateStage:
                     "device": hit.device,
                     "score": hit.score,
                     "summary": hit.summary,
+                    "values": None if sparked else rec.context.get("recent"),
                 }
             )
         if hit.device not in inc.devices:

@@ -17,6 +17,7 @@ from shared.policy import Policy
 from ship_agent.records import AnomalyHit, MetricEvent
 
 _SERIES_KEEP = 120
+SPARK_POINTS = 12
 _DAY = 86_400.0
 
 
@@ -99,6 +100,10 @@ class EnrichStage:
                 ordered = sorted(window)
                 context["p50"] = _quantile(ordered, 0.5)
                 context["p95"] = _quantile(ordered, 0.95)
+                # the shape of the series up to the anomaly, for a sparkline ashore: few
+                # points, two digits, since it rides in every version on the uplink
+                recent = list(window)[-SPARK_POINTS:]
+                context["recent"] = [float(f"{v:.2g}") for v in recent]
             times.append(hit.ts)
             out.append(AnomalyRecord(new_id(), hit, role, path, pos, context))
         return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from shared.notify import NotifyMetrics
+
 STAGES = ("parse", "template", "detect", "enrich", "correlate", "commit")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -103,6 +105,8 @@ class AgentMetrics:
             "Requests a full insight queue gave up (explained by rules instead)",
             registry=r,
         )
+
+        self.notify = NotifyMetrics(r, "seawatch")  # the crew's notifications
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,13 +20,14 @@ import sqlite_utils
 from shared import wire
 from shared.ids import id_floor
 from shared.models import ActionResult, Incident, Insight
+from shared.notify.spool import DDL as NOTIFY_DDL
 from shared.taxonomy import Priority, priority_for
 from ship_agent.correlate import IncidentState
 from ship_agent.enrich import AnomalyRecord
 from ship_agent.records import DeadLetter, LogEvent, MetricEvent
 from ship_agent.templates import TemplateInfo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the notification spool's tables
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -105,7 +106,7 @@ class Store:
         self.db.enable_wal()
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_DDL)
+        conn.executescript(_DDL + NOTIFY_DDL)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
         for column in ("delivered REAL", "note TEXT"):  # schema 1 -> 2
             if column.split()[0] not in columns:
@@ -209,7 +210,7 @@ class Store:
                     b.audit,
                 )
             if b.applied:
-                self._write_applied(b.applied, now)
+                self.write_applied(b.applied, now)
             if b.insights:  # keyed like gaps: tracking id, version 1
                 c.executemany(
                     "INSERT INTO outbox (incident_id, version, priority, kind, payload, created)"
@@ -271,7 +272,7 @@ class Store:
             ),
         )
 
-    def _write_applied(self, results: list[ActionResult], now: float) -> None:
+    def write_applied(self, results: list[ActionResult], now: float) -> None:
         """A shore command's effect, its record and its result for the uplink commit
         together, so a crash can neither repeat it nor lose that it happened."""
         self.conn.executemany(
@@ -288,7 +289,7 @@ class Store:
         """Shore commands that had no pipeline effect (bundles, decisions, refusals)."""
         self.conn.execute("BEGIN")
         try:
-            self._write_applied(results, time.time())
+            self.write_applied(results, time.time())
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

@@ -10,12 +10,17 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from shore_hub.api.approvals import ApprovalController
 from shore_hub.api.ask import AskController
 from shore_hub.api.fleet import FleetController
 from shore_hub.api.incidents import IncidentController
-from shore_hub.api.security import PUBLIC, HubAuthMiddleware
+from shore_hub.api.policies import PolicyController
+from shore_hub.api.reports import ReportController
+from shore_hub.api.runbooks import runbook
+from shore_hub.api.security import HubAuthMiddleware, public_patterns
 from shore_hub.api.ships import ShipController
-from shore_hub.api.system import audit, health, live, metrics, token
+from shore_hub.api.system import audit, health, live, me, metrics, token
+from shore_hub.console import routes as console_routes
 
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
@@ -30,15 +35,21 @@ def create_app(hub: Hub) -> Litestar:
             health,
             metrics,
             token,
+            me,
             audit,
             live,
+            runbook,
             IncidentController,
             FleetController,
             ShipController,
             AskController,
+            ApprovalController,
+            PolicyController,
+            ReportController,
+            *console_routes(),
         ],
         dependencies={"hub": Provide(lambda: hub, sync_to_thread=False)},
-        middleware=[DefineMiddleware(HubAuthMiddleware, exclude=[f"^{p}" for p in PUBLIC])],
+        middleware=[DefineMiddleware(HubAuthMiddleware, exclude=public_patterns())],
         openapi_config=OpenAPIConfig(
             title="Seawatch shore hub",
             version="3.0.0",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,11 +21,12 @@ from typing import Any
 from nats.errors import TimeoutError as NatsTimeout
 
 from shared import log, wire
-from shared.models import ActionResult, Gap, Heartbeat, Incident, Insight
+from shared.models import ActionRequest, ActionResult, Gap, Heartbeat, Incident, Insight
 from sync.topology import FLEET_UP
 
 DURABLE = "hub-ingest"
 FETCH = 500
+CONFIRMING = 2  # stored batches per worker awaiting their receipts and acks
 MAX_REDELIVERIES = 3  # a batch that keeps failing to store is dead-lettered message by message
 
 _log = log.get("shore_hub.ingest")
@@ -36,6 +38,7 @@ class Decoded:
     heartbeats: list[Heartbeat] = field(default_factory=list)
     insights: list[Insight] = field(default_factory=list)
     actions: list[ActionResult] = field(default_factory=list)
+    requests: list[ActionRequest] = field(default_factory=list)
     gaps: list[Gap] = field(default_factory=list)
     dead: list[dict[str, Any]] = field(default_factory=list)
 
@@ -46,6 +49,7 @@ class Decoded:
             + len(self.heartbeats)
             + len(self.insights)
             + len(self.actions)
+            + len(self.requests)
             + len(self.gaps)
         )
 
@@ -75,6 +79,8 @@ def decode_messages(msgs: list[Any], received: float) -> Decoded:
                 out.insights.append(item)
             elif isinstance(item, ActionResult):
                 out.actions.append(item)
+            elif isinstance(item, ActionRequest):
+                out.requests.append(item)
             elif isinstance(item, Gap):
                 out.gaps.append(item)
             else:
@@ -111,24 +117,52 @@ class IngestWorker:
         self.stored = 0
         self.dead_letters = 0
         self._stopping = False
+        self._confirming: deque[asyncio.Task[None]] = deque()
+        self._running: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
-        sub = await self._js.pull_subscribe("fleet.up.>", durable=DURABLE, stream=FLEET_UP)
-        while not self._stopping:
-            try:
-                msgs = await sub.fetch(FETCH, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue  # nothing arrived within the second
-            except Exception as exc:  # the server restarting, a lost connection: keep going
-                _log.warning("fetch failed; retrying", worker=self.name, error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            await self._handle(msgs)
+        """Until stopped, whatever NATS does meanwhile: a server restarting, or a cluster
+        member lost and the stream's and consumer's leaders elected again elsewhere, make
+        fetches time out or fail for a while; the worker retries, and what it had fetched
+        but not acknowledged comes again after the consumer's ack wait."""
+        sub = None
+        self._running = asyncio.current_task()
+        try:
+            while not self._stopping:
+                while self._confirming and self._confirming[0].done():
+                    await self._settled(self._confirming.popleft())
+                try:
+                    if sub is None:  # until JetStream answers: it may be electing leaders
+                        sub = await self._js.pull_subscribe(
+                            "fleet.up.>", durable=DURABLE, stream=FLEET_UP
+                        )
+                    msgs = await sub.fetch(FETCH, timeout=1.0)
+                except (NatsTimeout, TimeoutError):
+                    continue  # nothing arrived within the second
+                except Exception as exc:  # the server restarting, a lost connection: go on
+                    _log.warning("fetch failed; retrying", worker=self.name, error=str(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                try:
+                    await self._handle(msgs)
+                except Exception as exc:  # e.g. a nak refused on a lost connection
+                    _log.warning(
+                        "batch failed; what was not acknowledged comes again", error=str(exc)
+                    )
+            while self._confirming:  # stopped: the stored batches are acknowledged first
+                await self._settled(self._confirming.popleft())
+        finally:  # cancelled: what is not acknowledged comes again, and is stored again
+            for task in self._confirming:
+                task.cancel()
 
     def stop(self) -> None:
         self._stopping = True
 
     async def _handle(self, msgs: list[Any]) -> None:
+        """Stores the batch, then leaves its receipts and acks to a task of their own: the
+        receipts may linger (up to RECEIPT_LINGER_S) to gather one receipt per ship, and
+        meanwhile the worker fetches and stores the next batches. At most CONFIRMING
+        batches wait so; a confirmation that was cancelled (a crash) ends the worker."""
         decoded = decode_messages(msgs, time.time())
         try:
             await asyncio.to_thread(self._write, decoded)
@@ -138,6 +172,29 @@ class IngestWorker:
             )
             await self._retry_or_dead_letter(msgs, str(exc))
             return
+        while len(self._confirming) >= CONFIRMING:
+            await self._settled(self._confirming.popleft())
+        previous = self._confirming[-1] if self._confirming else None
+        self._confirming.append(asyncio.create_task(self._confirm(msgs, decoded, previous)))
+
+    async def _confirm(
+        self, msgs: list[Any], decoded: Decoded, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Receipts, then acks and the stored hooks, in the order the batches were stored
+        (after `previous`, the batch before): the live feed and the counts follow the
+        stream. Cancelled (the worker crashed between storing and acknowledging), it ends
+        the worker at once, and with it every batch not acknowledged yet: as a process
+        that dies, nothing is acknowledged after the crash."""
+        try:
+            await self._confirmed(msgs, decoded, previous)
+        except asyncio.CancelledError:
+            if self._running is not None:
+                self._running.cancel()
+            raise
+
+    async def _confirmed(
+        self, msgs: list[Any], decoded: Decoded, previous: asyncio.Task[None] | None
+    ) -> None:
         if self._before_ack is not None:
             try:  # receipts to the ships: sent before the ack, so no crash can lose them
                 await self._before_ack(decoded)
@@ -147,6 +204,9 @@ class IngestWorker:
                     with contextlib.suppress(Exception):
                         await msg.nak(delay=1.0)
                 return
+        if previous is not None:
+            with contextlib.suppress(Exception):  # logged by _settled; a cancellation is not
+                await previous
         try:
             for msg in msgs:
                 await msg.ack()
@@ -155,6 +215,15 @@ class IngestWorker:
         self.stored += decoded.count
         self.dead_letters += len(decoded.dead)
         self._on_stored(decoded)
+
+    @staticmethod
+    async def _settled(confirmation: asyncio.Task[None]) -> None:
+        """Waits for one batch's confirmation. A cancelled one (the worker crashed before
+        acknowledging it) cancels the caller too: that batch and those after it come again."""
+        try:
+            await confirmation
+        except Exception as exc:  # e.g. a stored hook failed: the batch is stored and acked
+            _log.warning("confirming a stored batch failed", error=str(exc))
 
     def _write(self, d: Decoded) -> None:
         now = time.time()
@@ -166,6 +235,8 @@ class IngestWorker:
             self._store.insert_insights(d.insights)
         if d.actions:
             self._store.insert_action_results(d.actions)
+        if d.requests:
+            self._store.insert_action_requests(d.requests)
         if d.gaps:
             self._store.insert_gaps(d.gaps)
         if d.dead:

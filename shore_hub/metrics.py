@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from shared.notify import NotifyMetrics
+
 
 class HubMetrics:
     def __init__(self) -> None:
@@ -57,6 +59,8 @@ class HubMetrics:
         self.fleet_issues = Gauge(
             "seawatch_hub_fleet_issues", "Fleet issues found by the last patterns run", registry=r
         )
+
+        self.notify = NotifyMetrics(r, "seawatch_hub")  # operations' notifications
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,6 +1,7 @@
 """`seawatch hub`: run the hub until Ctrl-C; `seawatch hub keys ...`: manage API keys;
 `seawatch hub ships ...`: register ships before the hub starts (a running hub registers
-them through its API, POST /api/v3/ships)."""
+them through its API, POST /api/v3/ships), and print their users for an external NATS;
+`seawatch hub schema --cluster NAME`: the fleet store's DDL for a ClickHouse cluster."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from shared.policy import PolicyError, load_policy
 from shared.settings import HubSettings, load_settings
 from shore_hub.auth import Role, open_keys
 from sync.registry import ShipRegistry
+from sync.topology import HUB_USER, hub_config
 
 
 def _settings(args: argparse.Namespace) -> HubSettings:
@@ -53,7 +55,8 @@ def run_keys(args: argparse.Namespace) -> int:
 
 
 def run_ships(args: argparse.Namespace) -> int:
-    registry = ShipRegistry(_settings(args).data_dir / "ships")
+    settings = _settings(args)
+    registry = ShipRegistry(settings.data_dir / "ships")
     if args.ships_command == "add":
         try:
             secret = registry.add(args.ship_id)
@@ -68,7 +71,30 @@ def run_ships(args: argparse.Namespace) -> int:
             return 0
         print(f"no ship {args.ship_id}", file=sys.stderr)
         return 1
+    if args.ships_command == "nats-auth":  # what the hub's own server is configured with
+        host, port = settings.host, settings.leaf_port
+        print(hub_config(host, port, registry.hub_password, registry.hashes()), end="")
+        print(
+            f"(the hub connects as {HUB_USER} with the password above: put both in its"
+            " nats_url, nats://USER:PASSWORD@HOST:4222)",
+            file=sys.stderr,
+        )
+        return 0
     print("\n".join(registry.ships()))
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from shore_hub.fleetstore.cluster import cluster_ddl
+
+    settings = _settings(args)
+    try:
+        retention = load_policy(settings.policy_dir).retention.hub
+    except PolicyError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    for statement in cluster_ddl(args.cluster, settings.clickhouse_database, retention):
+        print(f"{statement};\n")
     return 0
 
 
@@ -85,7 +111,7 @@ def run_hub(args: argparse.Namespace) -> int:
 
 
 async def _main(settings: HubSettings, policy: object) -> None:
-    from shore_hub.hub import Hub
+    from shore_hub.hub import Hub, tune_gc
 
     hub = Hub(settings, policy)  # type: ignore[arg-type]
     stop = asyncio.Event()
@@ -93,6 +119,7 @@ async def _main(settings: HubSettings, policy: object) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await hub.start()
+    tune_gc()
     nats_url = settings.nats_url or (hub.nats_server.url if hub.nats_server else "")
     print(
         f"seawatch hub: API http://{settings.host}:{hub.http_port} (docs /schema), "

@@ -25,22 +25,25 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import zstandard
 from pydantic import BaseModel
 
 from bench.scenarios.run import maintenance_policy
 from bench.scenarios.schedule import inject, plan_end, plan_faults
+from policies import runbooks_dir
 from shared import wire
 from shared.ids import new_id
-from shared.models import Heartbeat, Incident
+from shared.models import Command, Heartbeat, Incident
 from shared.policy import Policy, load_policy
 from shared.taxonomy import IncidentStatus, Priority
+from ship_agent.insight import Knowledge
 from ship_agent.pipeline import Pipeline
+from ship_agent.remediate import Remediator
 from ship_agent.simulator import Simulator
 from ship_agent.simulator.feed import replay_into
-from ship_agent.store import Store
+from ship_agent.store import Batch, Store
 from sync.privacy import Redactor
 
 TRAIN_SEED = 101
@@ -50,15 +53,52 @@ DAY = 86_400.0
 HEARTBEAT_S = 300.0
 DEFAULT_SIZE = 32 * 1024
 _BATCH = 2000
+APPROVERS = ["ops-anna", "ops-ben"]
 _LINK_STATES: tuple[Literal["up", "degraded", "down"], ...] = ("up", "degraded", "down")
 
 
+class _Remediating:
+    """The pipeline with the agent's remediation loop behind it, since a ship's uplink
+    carries the remediations it proposes too: dry-run, and those that wait for people
+    approved by two ashore."""
+
+    def __init__(self, policy: Policy, store: Store) -> None:
+        self.pipeline = Pipeline(policy, store)
+        self.remediator = Remediator(
+            store, policy.remediate, Knowledge(None, runbooks_dir()), policy.ingest.role_of
+        )
+
+    def run_batch(self, items: list[Any]) -> Batch:
+        batch = self.pipeline.run_batch(items)
+        r = self.remediator
+        r.propose_for(batch)
+        for request in r.requests("pending"):
+            approvers = APPROVERS[: request.approvals_needed]
+            r.decide_ashore(
+                Command(
+                    tracking_id=new_id(),
+                    ship_id=request.ship_id,
+                    ts=request.ts,
+                    action="approval_decision",
+                    actor=approvers[-1],
+                    payload={"approval_id": request.id, "decision": "approved",
+                             "approvers": approvers},
+                )
+            )  # fmt: skip
+        for request_id in r.due():
+            claimed = r.claim(request_id)
+            if claimed is not None:
+                r.finish(claimed, *r.execute(claimed))
+        return batch
+
+
 def outbox_messages(sim: Simulator, duration_s: float, policy: Policy) -> list[BaseModel]:
-    """Run the simulation through a real pipeline and store; every outbox message, in order."""
+    """Run the simulation through a real pipeline, store and remediation loop; every
+    outbox message, in order."""
     with tempfile.TemporaryDirectory(prefix="seawatch-dict-") as tmp:
         store = Store(Path(tmp) / "agent.db", sim.ship_id)
         try:
-            replay_into(Pipeline(policy, store), sim.events(duration_s), _BATCH)
+            replay_into(_Remediating(policy, store), sim.events(duration_s), _BATCH)
             rows = store.conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
         finally:
             store.close()

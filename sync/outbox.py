@@ -2,8 +2,9 @@
 the hub confirmed, and what a full outbox had to give up.
 
 Rows are written by the fast path (one per incident version, in the batch transaction).
-Only the newest unsent version of an incident is worth the link: older unsent versions
-are marked superseded, never sent, so versions reach the hub in order and only once.
+Only the newest unsent version of an incident (or an action request) is worth the link:
+older unsent versions are marked superseded, never sent, so versions reach the hub in order
+and only once.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Outbox:
         """Unsent rows, most urgent first, oldest first within a lane."""
         c = self.conn
         c.execute(
-            "UPDATE outbox SET sent=?, note='superseded' WHERE sent IS NULL AND kind='incident'"
+            "UPDATE outbox SET sent=?, note='superseded' WHERE sent IS NULL"
+            " AND kind IN ('incident', 'action_request')"
             " AND EXISTS (SELECT 1 FROM outbox n WHERE n.incident_id=outbox.incident_id"
             " AND n.version > outbox.version)",
             (time.time(),),

@@ -14,11 +14,10 @@ import pytest
 from shared.taxonomy import IncidentType
 from shore_hub.ask import Citation, Context, LanguageModel, finish, prompt
 from shore_hub.auth import Role
-from shore_hub.memory import NotIndexed
 from shore_hub.metrics import HubMetrics
 from sync.topology import up_subject
 from tests.conftest import wait_for
-from tests.test_hub import RunningHub, frame, hub_running, hub_settings
+from tests.test_hub import RunningHub, frame, hub_running, hub_settings, indexed
 from tests.test_patterns import NOW, fleet_incident
 
 FIX = "failed over to LEO until the rain passed"
@@ -44,16 +43,8 @@ def running(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
     with hub_running(settings) as running:
         seeded = list(SEEDED.values())
         running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in seeded])
-        wait_for(lambda: all(_indexed(running, i.id) for i in seeded), timeout=90)
+        wait_for(lambda: all(indexed(running, i.id) for i in seeded), timeout=90)
         yield running
-
-
-def _indexed(running: RunningHub, incident_id: str) -> bool:
-    try:
-        running.hub.memory.similar(incident_id, 1)
-    except NotIndexed:
-        return False
-    return True
 
 
 def ask(running: RunningHub, headers: dict[str, str], **body: Any) -> httpx.Response:

@@ -49,6 +49,19 @@ def test_persisting_threshold_opens_one_incident_and_repeats_only_count(
     assert len(doc.evidence) == 1  # repeats within the dedup TTL add no evidence
 
 
+def test_the_first_metric_evidence_carries_the_series_up_to_the_anomaly(
+    pipeline: Pipeline, store: Store
+) -> None:
+    """What the console draws ashore: the readings before the anomaly, the anomalous last."""
+    readings = [14.0, 13.5, 13.1, 12.6] + [9.4] * 6
+    pipeline.run_batch([snr(T0 + i * 20, v) for i, v in enumerate(readings)])
+    doc = Incident.model_validate_json(rows(store, "SELECT doc FROM incidents")[0][0])
+    values = doc.evidence[0].values
+    assert values is not None and 2 <= len(values) <= 12
+    assert values[-1] == 9.4 and values[0] > values[-1]
+    assert all(e.values is None for e in doc.evidence[1:])  # one series per incident
+
+
 def test_every_version_has_its_outbox_row_in_the_same_transaction(
     pipeline: Pipeline, store: Store
 ) -> None:

@@ -38,7 +38,7 @@ def store(request: pytest.FixtureRequest, chdb_path: Path) -> Iterator[FleetStor
             pytest.skip(f"{URL_ENV} is not set: the server run needs a ClickHouse server URL")
     db = f"fleetstore_{uuid.uuid4().hex[:12]}"
     s = FleetStore.open(url, chdb_path, database=db)
-    assert s.migrate() == [1, 2, 3]
+    assert s.migrate() == [1, 2, 3, 4]
     yield s
     s.backend.command(f"DROP DATABASE IF EXISTS {db}")
     s.close()
@@ -139,7 +139,7 @@ def test_migrations_rerun_and_repair_a_half_applied_schema(store: FleetStore) ->
     assert store.migrate() == []
     # as if a worker died after the DDL but before recording it: everything runs again
     store.backend.command(f"TRUNCATE TABLE {store.db}.schema_migrations")
-    assert store.migrate() == [1, 2, 3]
+    assert store.migrate() == [1, 2, 3, 4]
     assert store.migrate() == []
     assert len(store.list_incidents()["items"]) == 1
 
@@ -440,6 +440,13 @@ def test_stats_counts_mtta_mttr_devices_dedup_and_suppression(store: FleetStore)
     assert s["anomalies"] == 5 + 1 + 3 + 1 and s["dedup"] == (5 - 1) + (3 - 1)
     assert s["suppressed"] == 1
     assert s["top_devices"][0] == {"ship_id": "MV-A", "device": "vsat", "count": 2}
+    over = s["over_time"]  # 30 hours: hourly steps, every one of them, empty ones too
+    assert over["step_s"] == H and over["buckets"][0] == iso(t // H * H)
+    assert len(over["buckets"]) == (NOW - 0.001) // H - t // H + 1
+    for dim in ("by_severity", "by_type", "by_ship"):
+        assert {k: sum(v) for k, v in over[dim].items()} == s[dim]
+        assert all(len(v) == len(over["buckets"]) for v in over[dim].values())
+    assert over["by_ship"]["MV-B"][2:4] == [1, 1] and over["by_ship"]["MV-B"][0] == 0
     assert store.stats()["total"] == 5
     empty = store.stats(since=NOW + H)
     assert empty["total"] == 0 and empty["mtta_s"] is None and empty["by_ship"] == {}
@@ -451,7 +458,10 @@ def test_fleet_overview_from_heartbeats_and_incidents(store: FleetStore) -> None
             heartbeat("MV-A", NOW - 60, "degraded", queue_depths={"urgent": 1, "bulk": 40},
                       oldest_unsent_s=95.5, agent_version="0.2.0"),
             heartbeat("MV-A", NOW - 600, "up", agent_version="0.1.0"),  # older, arrives later
+            heartbeat("MV-A", NOW - 120, "degraded"),
+            heartbeat("MV-A", NOW - 900, "degraded"),  # an earlier run of the same state
             heartbeat("MV-B", NOW - 30, "up"),
+            heartbeat("MV-B", NOW - 90, "up"),
         ]
     )  # fmt: skip
     store.insert_incidents(
@@ -467,6 +477,8 @@ def test_fleet_overview_from_heartbeats_and_incidents(store: FleetStore) -> None
     assert list(fleet) == ["MV-A", "MV-B", "MV-C"]
     a = fleet["MV-A"]
     assert a["last_heartbeat"] == iso(NOW - 60) and a["link_state"] == "degraded"
+    assert a["link_since"] == iso(NOW - 120)  # the current run, not the one before "up"
+    assert fleet["MV-B"]["link_since"] == iso(NOW - 90)  # never changed: the first heard
     assert a["agent_version"] == "0.2.0" and a["policy_version"] == "p1"
     assert a["queue_depths"] == {"urgent": 1, "bulk": 40} and a["backlog"] == 41
     assert a["oldest_unsent_s"] == 95.5 and a["heartbeat_age_s"] >= 60
@@ -475,6 +487,7 @@ def test_fleet_overview_from_heartbeats_and_incidents(store: FleetStore) -> None
     assert fleet["MV-B"]["open_total"] == 0 and fleet["MV-B"]["last_incident"] is None
     c = fleet["MV-C"]  # incidents but no heartbeat yet
     assert c["link_state"] == "unknown" and c["last_heartbeat"] is None
+    assert c["link_since"] is None
     assert c["open_incidents"] == {"low": 1} and c["last_incident"] == iso(NOW - 3 * H + 1)
 
 

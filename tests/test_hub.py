@@ -64,6 +64,17 @@ def hub_settings(data_dir: Path, chdb_path: Path, database: str, **overrides: An
     return HubSettings(**{**fields, **overrides})
 
 
+def indexed(running: RunningHub, incident_id: str) -> bool:
+    """The hub's incident memory has embedded this incident (similar-incident search works)."""
+    from shore_hub.memory import NotIndexed
+
+    try:
+        running.hub.memory.similar(incident_id, 1)
+    except NotIndexed:
+        return False
+    return True
+
+
 @contextmanager
 def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
     """A real hub on its own event loop in a thread, stopped (server included) whatever
@@ -72,7 +83,7 @@ def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    hub = Hub(settings, load_policy())
+    hub = Hub(settings, load_policy(settings.policy_dir))
     asyncio.run_coroutine_threadsafe(hub.start(), loop).result(120)
     try:
         yield RunningHub(hub, loop)

@@ -50,8 +50,9 @@ def denials(running: RunningHub) -> list[dict[str, Any]]:
     return [r for r in rows if not r["allowed"]]
 
 
-def test_every_command_action_has_a_role() -> None:
-    assert set(NEEDS) == set(get_args(Command.model_fields["action"].annotation))
+def test_every_command_action_but_decisions_has_a_role() -> None:
+    actions = set(get_args(Command.model_fields["action"].annotation))
+    assert set(NEEDS) == actions - {"approval_decision"}  # those go through /approvals
 
 
 def test_register_list_and_remove_ships(running: RunningHub) -> None:
@@ -96,9 +97,9 @@ def test_command_roles_and_scope(running: RunningHub) -> None:
     assert command(running, "MV-NOVEMBER", operator, **ack).status_code == 202
     bundle = command(running, "MV-NOVEMBER", operator, action="policy_bundle", payload=GOOD_BUNDLE)
     assert bundle.status_code == 403 and "admin" in bundle.json()["detail"]
+    # decisions go through /approvals (quorum, two-person rule), never as a bare command
     decision = {"action": "approval_decision", "payload": {"approval_id": "A1", "decision": "ok"}}
-    assert command(running, "MV-NOVEMBER", operator, **decision).status_code == 403
-    assert command(running, "MV-NOVEMBER", approver, **decision).status_code == 202
+    assert command(running, "MV-NOVEMBER", approver, **decision).status_code == 400
     scoped = running.key(Role.OPERATOR, ["MV-NOVEMBER"])
     assert command(running, "MV-NOVEMBER", scoped, **ack).status_code == 202
     assert command(running, "MV-OSCAR", scoped, **ack).status_code == 403
@@ -113,7 +114,6 @@ def test_command_roles_and_scope(running: RunningHub) -> None:
 
     details = {r["detail"] for r in wait_for(audited)}
     assert "policy_bundle: needs admin, has operator" in details
-    assert "approval_decision: needs approver, has operator" in details
 
 
 def test_policy_bundles_are_checked_before_sending(running: RunningHub) -> None:

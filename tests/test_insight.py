@@ -7,6 +7,9 @@ by its deadline, the circuit breaker, the cache, and an agent that explains an i
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,12 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from policies import runbooks_dir
 from shared import wire
 from shared.ids import new_id
-from shared.llm import GenerationTimeout, LlamaCppGenerator, packaged_model
+from shared.llm import (
+    GenerationTimeout,
+    HttpGenerator,
+    LlamaCppGenerator,
+    open_generator,
+    packaged_model,
+)
 from shared.models import EvidenceRef, Incident, Insight
 from shared.policy import LlmPolicy, Policy
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
@@ -28,7 +38,9 @@ from ship_agent.insight.analyzer import analyze
 from ship_agent.insight.narrator import check, task
 from ship_agent.insight.worker import InsightWorker
 from ship_agent.records import Explanation
+from shore_hub.ask import LanguageModel
 from sync import bundles
+from sync.natsserver import free_port
 from sync.privacy import Redactor
 from tests.conftest import logline, metric, start_agent, stop_agent, wait_for
 
@@ -466,6 +478,90 @@ def test_the_agent_explains_its_incident_as_a_new_version_that_syncs(
         assert (version,) in versions  # the explained version is queued for shore too
     finally:
         stop_agent(running)
+
+
+# ---------------------------------------------------------------- an OpenAI-compatible server
+
+HTTP_MODEL = "gemma-3-270m-served"
+
+
+@pytest.fixture(scope="module")
+def served_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server (the kind of endpoint a bigger model
+    runs behind ashore: llama-server, vLLM, Ollama), serving the packaged model."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("llm-server") / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model()),
+         "--model_alias", HTTP_MODEL, "--n_threads", "1", "--n_ctx", "2048",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+
+    def serving() -> bool:
+        assert proc.poll() is None, "the LLM server exited; see its log"
+        try:
+            return httpx.get(f"{url}/models", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(serving, timeout=120)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_a_served_model_explains_incidents_over_http(
+    policy: Policy, knowledge: Knowledge, served_model: str
+) -> None:
+    generator = open_generator(None, n_threads=1, url=served_model, model=HTTP_MODEL)
+    assert isinstance(generator, HttpGenerator) and generator.name == HTTP_MODEL
+    out = generator.generate(task("Incident: x"), max_tokens=8, temperature=0.0, timeout_s=120)
+    assert out.text and out.tokens > 0 and out.model == HTTP_MODEL
+    delivered = Delivered()
+    w = worker(policy, knowledge, generator, delivered, temperature=0.0)
+    w.start()
+    try:
+        for fault in ("disk", "bruteforce"):
+            w.submit(incident(fault))
+        explained = delivered.wait(2, timeout=240)
+    finally:
+        w.stop()
+    # the server answered every request: its narrative was either accepted or rejected by
+    # the grounding check, never lost to a transport failure
+    for e in explained:
+        assert e.insight.model == HTTP_MODEL, e.note
+        assert e.insight.fallback == e.note.startswith("model narrative rejected"), e.note
+        assert check(e.narrative, frozenset(e.insight.citations)).ok
+
+
+def test_a_served_generation_past_its_deadline_times_out(served_model: str) -> None:
+    generator = HttpGenerator(served_model, HTTP_MODEL)
+    try:
+        with pytest.raises(GenerationTimeout):
+            generator.generate(task("Incident: x"), max_tokens=16, temperature=0.0, timeout_s=0.05)
+    finally:
+        generator.close()
+
+
+def test_the_hub_opens_a_configured_endpoint_for_ask(policy: Policy, served_model: str) -> None:
+    llm = LanguageModel(policy.llm, served_model, HTTP_MODEL)
+    try:
+        generator = asyncio.run(llm.open())
+        assert isinstance(generator, HttpGenerator) and llm.name == HTTP_MODEL
+        assert generator.generate(
+            task("Incident: y"), max_tokens=4, temperature=0.0, timeout_s=120
+        ).text
+    finally:
+        llm.close()
 
 
 # ---------------------------------------------------------------- retrieval quality

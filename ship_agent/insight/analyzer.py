@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.grounding import insight_evidence
 from shared.models import Incident
 from ship_agent.insight.knowledge import Knowledge, PastIncident, RunbookHit
 
-MAX_EVIDENCE = 4
 FACTS_EVIDENCE = 3
 
 
@@ -107,18 +107,9 @@ def analyze(
     redact: Callable[[str], str],
 ) -> Analysis:
     """Strongest evidence first, one line per detector; runbooks by type, role and words."""
-    seen: set[str] = set()
-    picked = []
-    for ref in sorted(incident.evidence, key=lambda e: (-e.score, e.ts)):
-        if ref.detector in seen:
-            continue
-        seen.add(ref.detector)
-        picked.append(ref)
-        if len(picked) == MAX_EVIDENCE:
-            break
     evidence = [
         Evidence(f"E{i}", ref.detector, ref.device, redact(ref.summary))
-        for i, ref in enumerate(picked, 1)
+        for i, ref in enumerate(insight_evidence(incident.evidence), 1)
     ]
     words = " ".join(f"{e.detector} {e.summary}" for e in evidence)
     books = knowledge.runbooks_for(incident.type, role, words)

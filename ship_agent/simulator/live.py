@@ -7,6 +7,7 @@ with one scripted fault after another so incidents keep opening and closing on s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from ship_agent.simulator.engine import Simulator
 from ship_agent.simulator.scenarios import SCENARIOS
@@ -36,10 +37,13 @@ async def simulate_against(
     speed: float,
     duration_s: float | None,
     seed: int,
+    start_ts: float | None = None,
+    faults: Callable[[Simulator, float], None] = scripted,
 ) -> int:
+    """`faults` schedules what goes wrong (default: the whole catalogue in turn)."""
     duration = duration_s if duration_s is not None else FOREVER_S
-    sim = Simulator(ship_id, seed=seed, start_ts=time.time())
-    scripted(sim, duration)
+    sim = Simulator(ship_id, seed=seed, start_ts=time.time() if start_ts is None else start_ts)
+    faults(sim, duration)
     sinks: list[Sink] = [
         UdpSyslogSink(host, udp_port),
         HttpIngestSink(f"http://{host}:{http_port}", ship_id, kinds=("metric",)),

@@ -14,12 +14,15 @@ from msgspec import Meta
 
 from shared.ids import new_id
 from shore_hub.api.incidents import epoch
-from shore_hub.api.security import errors, operator, viewer
+from shore_hub.api.security import errors, operator, requires, viewer
 from shore_hub.ask import Answer, ask
 from shore_hub.auth import Principal, Role
 
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
+
+
+ASK_ROLE = Role.OPERATOR  # a question costs model time; /me tells consoles
 
 
 @dataclass
@@ -35,7 +38,7 @@ class AskController(Controller):
     path = "/api/v3"
     guards = [viewer]
 
-    @post("/ask", guards=[operator], status_code=200, responses=errors(404))
+    @post("/ask", guards=[requires(ASK_ROLE)], status_code=200, responses=errors(404))
     async def ask(
         self,
         request: Request[Principal, Any, Any],

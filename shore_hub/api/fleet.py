@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from shore_hub.hub import Hub
 
 _DAY = 86_400.0
+SILENT_HEARTBEATS = 3  # heartbeats missed before the hub calls a ship's link down
+
+
+def hub_view(ship: dict[str, Any], heartbeat_s: float) -> dict[str, Any]:
+    """A ship sends no heartbeat while its link is down, so its last heartbeat cannot say
+    "down": the hub does, once SILENT_HEARTBEATS are missing, down since the last one."""
+    age = ship["heartbeat_age_s"]
+    if age is not None and age > SILENT_HEARTBEATS * heartbeat_s:
+        ship.update(link_state="down", link_since=ship["last_heartbeat"])
+    return ship
 
 
 class FleetController(Controller):
@@ -30,9 +40,10 @@ class FleetController(Controller):
     async def fleet(
         self, request: Request[Principal, Any, Any], hub: NamedDependency[Hub]
     ) -> list[dict[str, Any]]:
-        """Every ship: last heartbeat, link state, outbox depth and age, open incidents."""
+        """Every ship: last heartbeat, link state and since when (`down` after three
+        missed heartbeats), outbox depth and age, open incidents."""
         rows: list[dict[str, Any]] = await hub.read(hub.store.fleet, request.user.scope())
-        return rows
+        return [hub_view(r, hub.policy.sync.heartbeat_s) for r in rows]
 
     @get("/stats", responses=errors())
     async def stats(

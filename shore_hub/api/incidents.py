@@ -11,6 +11,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, Parameter
 
+from shared.grounding import insight_evidence
+from shared.models import EvidenceRef
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.api.security import errors, viewer
 from shore_hub.auth import Principal
@@ -27,6 +29,13 @@ def epoch(value: datetime | None) -> float | None:
     if value.tzinfo is None:
         raise HTTPException(status_code=400, detail="times must carry a timezone (e.g. Z)")
     return value.timestamp()
+
+
+def evidence_labels(evidence: list[dict[str, Any]]) -> dict[str, str]:
+    """Anomaly id -> the label ("E1", ...) by which an insight on this version of the
+    incident cites it, so a console can link an insight's [E1] to its evidence item."""
+    refs = [EvidenceRef.model_validate(e) for e in evidence]
+    return {r.anomaly_id: f"E{i}" for i, r in enumerate(insight_evidence(refs), 1)}
 
 
 class IncidentController(Controller):
@@ -73,11 +82,19 @@ class IncidentController(Controller):
         hub: NamedDependency[Hub],
         incident_id: FromPath[str],
     ) -> dict[str, Any]:
+        """The latest version with its timeline, evidence (each item with the `ref` an
+        insight cites it by and, for the incident's main metric, its recent `values`), the
+        latest insight and up to five similar incidents."""
         doc: dict[str, Any] | None = await hub.read(
             hub.store.incident, incident_id, request.user.scope()
         )
         if doc is None:
             raise NotFoundException(f"no incident {incident_id}")
+        labels = evidence_labels(doc["incident"]["evidence"])
+        recent = {e["anomaly_id"]: e.get("values") for e in doc["incident"]["evidence"]}
+        for item in doc["evidence"]:
+            item["ref"] = labels.get(item["anomaly_id"])
+            item["values"] = recent.get(item["anomaly_id"])  # the series up to it, if sent
         doc["similar"] = []  # not yet embedded, or the memory is off or unreachable
         if hub.memory is not None:
             with contextlib.suppress(NotIndexed, BackendError):

@@ -17,7 +17,15 @@ from shore_hub.auth import AuthError, Principal, Role
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
 
-PUBLIC = ("/health", "/metrics", "/schema")
+# Served without a role: probes, the API's schema and the console's files (HTML, JS and CSS
+# with no data in them: the console reads everything from the API with the caller's token).
+PUBLIC = ("/health", "/metrics", "/schema", "/console")
+
+
+def public_patterns() -> list[str]:
+    """What the auth middleware skips: the PUBLIC prefixes and `/` itself (a redirect to
+    the console), not every path under it."""
+    return ["^/$", *(f"^{p}" for p in PUBLIC)]
 
 
 @dataclass
@@ -34,6 +42,7 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
         401: "missing or invalid credentials",
         403: "the caller's role is not enough",
         404: "not found (or not in scope)",
+        409: "conflicts with the current state (already decided)",
         503: "a backing service is disabled or unavailable",
     }
     return {
@@ -74,4 +83,5 @@ def requires(role: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
 
 viewer = requires(Role.VIEWER)
 operator = requires(Role.OPERATOR)
+approver = requires(Role.APPROVER)
 admin = requires(Role.ADMIN)

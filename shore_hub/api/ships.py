@@ -29,13 +29,14 @@ from sync.topology import check_ship_id
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
 
-Action = Literal["ack", "resolve", "suppress", "approval_decision", "policy_bundle"]
+# Approval decisions are not among them: they go through /approvals, which enforces the
+# quorum and the two-person rule before sending one.
+Action = Literal["ack", "resolve", "suppress", "policy_bundle"]
 
 NEEDS: dict[Action, Role] = {
     "ack": Role.OPERATOR,
     "resolve": Role.OPERATOR,
     "suppress": Role.OPERATOR,
-    "approval_decision": Role.APPROVER,
     "policy_bundle": Role.ADMIN,
 }
 _ON_INCIDENT = ("ack", "resolve", "suppress")
@@ -137,7 +138,7 @@ class ShipController(Controller):
         data: JSONBody[CommandRequest],
     ) -> Accepted:
         """Queue a command for one ship; it is delivered when the ship is next reachable.
-        ack/resolve/suppress need operator, approval_decision approver, policy_bundle admin."""
+        ack/resolve/suppress need operator, policy_bundle admin."""
         user = request.user
         needed = NEEDS[data.action]
         if user.role < needed:

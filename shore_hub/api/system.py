@@ -1,4 +1,4 @@
-"""Health, metrics, tokens, audit and the live feed."""
+"""Health, metrics, tokens, the caller's identity, audit and the live feed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from litestar.params import FromQuery, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from shared.taxonomy import Severity
+from shore_hub.api.ask import ASK_ROLE
 from shore_hub.api.security import admin, errors, viewer
-from shore_hub.auth import Principal
+from shore_hub.api.ships import NEEDS
+from shore_hub.auth import Principal, Role
 
 if TYPE_CHECKING:
     from shore_hub.hub import Hub
@@ -40,6 +42,25 @@ def token(request: Request[Principal, Any, Any], hub: NamedDependency[Hub]) -> d
         "token_type": "bearer",
         "role": request.user.role.name.lower(),
         "ships": request.user.scope(),
+    }
+
+
+@get("/api/v3/me", guards=[viewer], sync_to_thread=False, responses=errors())
+def me(request: Request[Principal, Any, Any]) -> dict[str, Any]:
+    """The caller's name, role, ship scope and `may`: the commands (and /ask, and deciding
+    on remediations) its role allows, so a console offers only those. The API checks
+    again on every call."""
+    user = request.user
+    needs: list[tuple[str, Role]] = [
+        *NEEDS.items(),
+        ("ask", ASK_ROLE),
+        ("approve", Role.APPROVER),
+    ]
+    return {
+        "name": user.name,
+        "role": user.role.name.lower(),
+        "ships": user.scope(),
+        "may": sorted(action for action, role in needs if user.role >= role),
     }
 
 

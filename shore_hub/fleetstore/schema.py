@@ -28,14 +28,12 @@ narrow. Every table keeps all rows of one key in one partition (`first_seen` nev
 changes between versions of an incident; the other partition keys are key facts), which
 lets FINAL skip merging across partitions (`do_not_merge_across_partitions_select_final`).
 
-On a cluster the same DDL applies in either of two ways: create the database with
-`ENGINE = Replicated('/clickhouse/databases/<db>', '{shard}', '{replica}')`, which
-replicates DDL and turns each `*MergeTree` into its `Replicated*` twin with no change here;
-or add `ON CLUSTER <name>` after each table name and write the engines as
-`ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/<db>/<table>', '{replica}', rank)`
-with a `Distributed` table in front for reads. Either way the intake table and its views
-exist on every node, so a worker may insert on any node; sharding by ship_id keeps every
-version of an incident on one shard, which FINAL needs. Nothing here assumes one node.
+On a cluster the same migrations apply, rewritten by `fleetstore.cluster` (`seawatch hub
+schema --cluster NAME` prints them): `Replicated*` engines and `ON CLUSTER` in a local
+database, a `Distributed` table in front of each table under the hub's database, sharded
+by ship_id, which keeps every version of an incident on one shard, as FINAL needs. The
+intake table and its views exist on every node, so a worker may insert on any node.
+Nothing here assumes one node.
 """
 
 from __future__ import annotations
@@ -240,6 +238,20 @@ def migrations(db: str) -> list[Migration]:
                 ORDER BY (user, conversation_id, ts)""",
             ),
         ),
+        Migration(
+            4,
+            "action_requests: remediations ships propose, latest version of each",
+            (
+                f"""CREATE TABLE IF NOT EXISTS {db}.action_requests (
+                    ship_id {_LC}, id String, version UInt32, ts {_TS},
+                    incident_id String, action {_LC}, target String, risk {_LC},
+                    approval {_LC}, approvals_needed UInt8, requested_by String,
+                    status {_LC}, approvers Array(String), doc String CODEC(ZSTD(1))
+                ) ENGINE = ReplacingMergeTree(version)
+                PARTITION BY toYYYYMM(ts)
+                ORDER BY (ship_id, id)""",
+            ),
+        ),
     ]
 
 
@@ -255,6 +267,7 @@ TTL_COLUMNS: dict[str, tuple[str, str]] = {
     "insights": ("ts", "incidents_days"),
     "actions": ("ts", "incidents_days"),
     "approvals": ("ts", "incidents_days"),
+    "action_requests": ("ts", "incidents_days"),
     "audit": ("ts", "incidents_days"),
     "dead_letters": ("ts", "dead_letters_days"),
     "gaps": ("ts", "incidents_days"),
@@ -267,15 +280,18 @@ def ttl_expression(column: str, days: float) -> str:
     return f"toDateTime({column}) + toIntervalSecond({round(days * 86400)})"
 
 
+def migrations_table(db: str) -> str:
+    """What `migrate` remembers applied migrations in."""
+    return f"""CREATE TABLE IF NOT EXISTS {identifier(db)}.schema_migrations (
+        version UInt32, name String, applied_at {_TS}
+    ) ENGINE = ReplacingMergeTree ORDER BY version"""
+
+
 def migrate(backend: Backend, db: str, retention: Mapping[str, float]) -> list[int]:
     """Apply what is missing and bring TTLs in line with `retention`; returns versions applied."""
     db = identifier(db)
     backend.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-    backend.command(
-        f"""CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
-            version UInt32, name String, applied_at {_TS}
-        ) ENGINE = ReplacingMergeTree ORDER BY version"""
-    )
+    backend.command(migrations_table(db))
     done = {r["version"] for r in backend.query(f"SELECT version FROM {db}.schema_migrations")}
     applied = []
     for m in migrations(db):
@@ -293,15 +309,18 @@ def migrate(backend: Backend, db: str, retention: Mapping[str, float]) -> list[i
 
 
 def _sync_ttl(backend: Backend, db: str, retention: Mapping[str, float]) -> None:
-    """MODIFY TTL only where it differs, so restarts of many workers cost nothing."""
+    """MODIFY TTL only where it differs, so restarts of many workers cost nothing. Only
+    the tables that store rows carry a TTL: on a cluster the hub's tables are `Distributed`
+    and their local tables get theirs from the cluster DDL (fleetstore.cluster)."""
     engines = {
         r["name"]: r["engine_full"]
         for r in backend.query(
-            "SELECT name, engine_full FROM system.tables WHERE database = {db:String}",
+            "SELECT name, engine_full FROM system.tables"
+            " WHERE database = {db:String} AND engine LIKE '%MergeTree'",
             {"db": db},
         )
     }
     for table, (column, key) in TTL_COLUMNS.items():
         ttl = ttl_expression(column, retention[key])
-        if f"TTL {ttl}" not in engines.get(table, ""):
+        if table in engines and f"TTL {ttl}" not in engines[table]:
             backend.command(f"ALTER TABLE {db}.{table} MODIFY TTL {ttl}")
