@@ -435,6 +435,8 @@ def test_stats_charts_and_times(page: Any, running: RunningHub) -> None:
     wait_for(lambda: "MV-BIRCH" in (page.locator(".legend").inner_text()))
     devices = page.locator("section", has=page.get_by_role("heading", name="Top devices"))
     assert "vsat-modem-01" in devices.inner_text()
+    lag = page.locator("section", has=page.get_by_role("heading", name="Sync lag per ship"))
+    assert "MV-ALDER" in lag.inner_text() and lag.locator("tbody tr").count() >= 2
     shoot(page, "stats.png")
 
 

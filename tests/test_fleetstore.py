@@ -447,6 +447,12 @@ def test_stats_counts_mtta_mttr_devices_dedup_and_suppression(store: FleetStore)
         assert {k: sum(v) for k, v in over[dim].items()} == s[dim]
         assert all(len(v) == len(over["buckets"]) for v in over[dim].values())
     assert over["by_ship"]["MV-B"][2:4] == [1, 1] and over["by_ship"]["MV-B"][0] == 0
+    # sync lag: each version's ship commit (its last step) to the hub's receipt, per ship
+    lag = {r["ship_id"]: r for r in s["sync_lag"]}
+    assert set(lag) == {"MV-A", "MV-B"}  # MV-C's version is from before the range
+    assert lag["MV-A"]["versions"] == 2 and lag["MV-A"]["max_s"] == 30 * H - 600
+    assert lag["MV-A"]["p50_s"] in (29 * H - 1800, 30 * H - 600)
+    assert lag["MV-B"]["max_s"] == 28 * H - 120 and lag["MV-B"]["p95_s"] <= 28 * H - 120
     assert store.stats()["total"] == 5
     empty = store.stats(since=NOW + H)
     assert empty["total"] == 0 and empty["mtta_s"] is None and empty["by_ship"] == {}

@@ -673,7 +673,8 @@ class FleetStore:
         """Counts by severity, type, status and ship; MTTA (first ack - first_seen) and
         MTTR (resolved_at - first_seen) in seconds; top devices; anomalies deduplicated
         (counted but not kept as evidence) and suppressed incidents; `over_time`, counts
-        by severity, type and ship per time step (see `_over_time`). One scan."""
+        by severity, type and ship per time step (see `_over_time`), in one scan; and the
+        sync lag per ship (`_sync_lag`)."""
         where = _Where(ships)
         where.first_seen(since, until)
         step = time_step(since, until)
@@ -732,7 +733,27 @@ class FleetStore:
         devices.sort(key=lambda d: (-d["count"], d["ship_id"], d["device"]))
         out["top_devices"] = devices[:10]
         out["over_time"] = _over_time(steps, step, since, until)
+        out["sync_lag"] = self._sync_lag(since, until, ships)
         return out
+
+    def _sync_lag(
+        self, since: float | None, until: float | None, ships: Sequence[str] | None
+    ) -> list[dict[str, Any]]:
+        """Per ship, how long its incident versions took from the ship's commit (`ts`) to
+        the hub (`received_at`), outages included: median, p95 and the longest, seconds."""
+        where = _Where(ships)
+        if since is not None:
+            where.add(f"ts >= {_FROM_MS}({{since:Int64}})", since=_epoch_ms(since))
+        if until is not None:
+            where.add(f"ts < {_FROM_MS}({{until:Int64}})", until=_epoch_ms(until))
+        lag = f"greatest({_ms('received_at')} - {_ms('ts')}, 0) / 1000"
+        return self.backend.query(
+            f"SELECT ship_id, count() AS versions, quantileExact(0.5)({lag}) AS p50_s,"
+            f" quantileExact(0.95)({lag}) AS p95_s, max({lag}) AS max_s"
+            f" FROM {self._t('incident_versions')} FINAL{where.sql()}"
+            " GROUP BY ship_id ORDER BY ship_id",
+            where.params,
+        )
 
     def fleet(self, ships: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Per ship: the latest heartbeat, since when its link has been in the state that

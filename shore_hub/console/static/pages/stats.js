@@ -96,6 +96,19 @@ export async function render(root, { signal, query, setQuery }) {
               h('td', { 'data-label': 'Ship' }, d.ship_id),
               h('td', { 'data-label': 'Device' }, d.device),
               h('td', { 'data-label': 'Incidents', class: 'num' }, String(d.count))))))),
+      h('section', { 'aria-labelledby': 'h-lag' },
+        h('h2', { id: 'h-lag' }, 'Sync lag per ship'),
+        h('p', { class: 'muted' }, 'From the ship’s commit to the hub, outages included'),
+        h('table', { class: 'grid' },
+          h('thead', {}, h('tr', {}, ['Ship', 'Versions', 'Median', '95th percentile', 'Longest']
+            .map((c) => h('th', { scope: 'col' }, c)))),
+          h('tbody', {}, stats.sync_lag.map((r) =>
+            h('tr', {},
+              h('td', { 'data-label': 'Ship' }, r.ship_id),
+              h('td', { 'data-label': 'Versions', class: 'num' }, String(r.versions)),
+              h('td', { 'data-label': 'Median', class: 'num' }, duration(r.p50_s)),
+              h('td', { 'data-label': '95th percentile', class: 'num' }, duration(r.p95_s)),
+              h('td', { 'data-label': 'Longest', class: 'num' }, duration(r.max_s))))))),
     );
   }
 
