@@ -443,7 +443,7 @@ def test_stats_charts_and_times(page: Any, running: RunningHub) -> None:
 @pytest.mark.parametrize("viewport", [DESKTOP, TABLET], ids=["1366x768", "tablet"])
 def test_pages_fit_the_screen(page: Any, running: RunningHub, viewport: dict[str, int]) -> None:
     page.set_viewport_size(viewport)
-    sign_in(page, running, Role.OPERATOR)
+    sign_in(page, running, Role.ADMIN)  # who sees every page
     for route, heading in (
         ("#/fleet", "Fleet"),
         ("#/incidents", "Incidents"),
@@ -451,6 +451,10 @@ def test_pages_fit_the_screen(page: Any, running: RunningHub, viewport: dict[str
         ("#/ask", "Ask the fleet"),
         ("#/stats", "Incidents over time by severity"),
         ("#/runbooks/RB-01", "RB-01 VSAT rain fade"),
+        ("#/approvals", "Approvals"),
+        ("#/actions", "Actions"),
+        ("#/reports", "Fleet report"),
+        ("#/policies", "Policies"),
     ):
         page.goto(f"{running.url}/console/{route}")
         page.get_by_role("heading", name=heading, exact=True).wait_for()
