@@ -348,12 +348,13 @@ def test_the_crew_decides_on_board_only_while_the_link_is_down(fleet: Fleet, api
     wait_for(lambda: at_hub(api, request.id), SLOW)
     ship_api = f"{fleet.agents[TWO].url}/api/v3/actions/{request.id}/approve"
     body = {"actor": "eto-lee", "reason": "disk at 97 %, POS failing"}
+    link = fleet.agents[TWO].agent.link.uplink.link
+    wait_for(lambda: link.leaf_up, SLOW)  # back from the previous test's cut
     refused = httpx.post(ship_api, json=body, timeout=30)
     assert refused.status_code == 409 and "decisions are made ashore" in refused.json()["detail"]
     page = httpx.get(f"{fleet.agents[TWO].url}/crew", timeout=30).text
     assert "Decided ashore while the shore link is up" in page and "<form" not in page
 
-    link = fleet.agents[TWO].agent.link.uplink.link
     fleet.links[TWO].cut()
     try:
         wait_for(lambda: not link.leaf_up, SLOW)
