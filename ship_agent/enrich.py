@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from shared.ids import new_id
@@ -102,7 +103,7 @@ class EnrichStage:
                 context["p95"] = _quantile(ordered, 0.95)
                 # the shape of the series up to the anomaly, for a sparkline ashore: few
                 # points, two digits, since it rides in every version on the uplink
-                recent = list(window)[-SPARK_POINTS:]
+                recent = islice(window, max(len(window) - SPARK_POINTS, 0), None)
                 context["recent"] = [float(f"{v:.2g}") for v in recent]
             times.append(hit.ts)
             out.append(AnomalyRecord(new_id(), hit, role, path, pos, context))
