@@ -1,17 +1,25 @@
 """`seawatch bench memory`: how fast the hub's incident memory embeds, stores and finds.
 
-Throughput: N synthetic incidents (40 ships, ten kinds of problem with varied numbers and
-devices). The model alone, its graph as shipped and fused (`OnnxMiniLM(fused=False)` and
-the default), on the same texts. Then, per engine, the incidents through
-`IncidentMemory.upsert_incidents` in the hub's batch size, on the real model and real
-Qdrant persisted in a temporary folder (Qdrant Edge and qdrant-client's local mode side by
-side, or the server given with --url), and a second version of each (resolved, same
-text), which reuses the stored vectors: upsert without the model.
-Search: per engine, the collection is filled to each size with perturbed copies of the
-real vectors (the model would need minutes per 100k texts and adds nothing to search
-cost), through the same upsert code; local mode fills in memory, where it searches anyway.
-Then p50/p95/p99 of `similar()` by id, with and without other_ships_only, and of a
-filtered `search()` without its query embedding, timed separately on the real model.
+Throughput, on the incidents a fleet really produces: fault plans replayed through the
+ship's real pipeline on --fleet-ships simulated ships (`bench.insight.fleet_set`), each
+incident labelled with its fault. Side by side on those incidents:
+- the text: evidence lines verbatim (`raw_text`, how incidents were embedded before) and
+  their gists (`incident_text`): tokens, distinct texts, similar-incident recall@5;
+- the model alone: graph as shipped on raw text (before), fused graph on raw text, fused
+  graph on gists (the default);
+- per engine and thread count, the incidents arriving in order through
+  `IncidentMemory.upsert_incidents` in the hub's batch size, on the real model and real
+  Qdrant persisted in a temporary folder (Qdrant Edge and qdrant-client's local mode side
+  by side, or the server given with --url): with the text cache (the hub's default), and
+  without it, where every text goes through the model (the worst case: nothing repeats).
+  Then a second version of each (resolved, same text): upsert without the model.
+Each rate is the median of --passes passes, each on an empty memory and an empty cache.
+Search: per engine, the collection is filled to each size with perturbed copies of real
+vectors (those of varied synthetic incidents; the model would need minutes per 100k texts
+and adds nothing to search cost), through the same upsert code; local mode fills in
+memory, where it searches anyway. Then p50/p95/p99 of `similar()` by id, with and without
+other_ships_only, and of a filtered `search()` without its query embedding, timed
+separately on the real model.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import time
 import uuid
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,9 +42,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bench import banner
+from shared import log
 from shared.models import EvidenceRef, Incident, TimelineEntry
+from shared.policy import load_policy
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
-from shore_hub.memory import IncidentMemory, OnnxMiniLM, incident_text
+from shore_hub.memory import CachedEmbedder, Embedder, IncidentMemory, OnnxMiniLM, incident_text
+from shore_hub.memory.embeddings import packaged_tokenizer
 
 T = TypeVar("T")
 SHIPS = [f"MV-{i:03d}" for i in range(1, 41)]
@@ -163,29 +175,77 @@ def _thread_counts(args: argparse.Namespace) -> list[int]:
     return sorted({1, args.threads, os.cpu_count() or 1})
 
 
-def model_rates(args: argparse.Namespace, texts: list[str]) -> dict[tuple[str, int], float]:
-    """Texts/s of the model alone, per graph and thread count, on the same texts."""
+def raw_text(incident: Incident) -> str:
+    """The text incidents were embedded as before gists: evidence lines verbatim (up to
+    8), and the narrative. The reference the gists are measured against."""
+    summaries = dict.fromkeys(e.summary.strip() for e in incident.evidence if e.summary.strip())
+    narrative = [incident.narrative] if incident.narrative else []
+    where = [f"{incident.device} ({incident.service})" if incident.service else incident.device]
+    return ". ".join([incident.type.value.replace("_", " "), *where, *narrative,
+                      *list(summaries)[:8]])  # fmt: skip
+
+
+def model_rates(args: argparse.Namespace, raw: list[str], gists: list[str]) -> dict[str, float]:
+    """Texts/s of the model alone (`--threads`): before (shipped graph, raw text), fused
+    graph on raw text, fused graph on gists. Each text once, as if none repeated."""
     out = {}
-    for threads in _thread_counts(args):
-        for graph in ("shipped", "fused"):
-            model = OnnxMiniLM(threads=threads, fused=graph == "fused")
-            model.embed(texts[:64])  # warm-up
-            out[graph, threads] = _rate(model.embed, _batches(texts, args.batch))
+    for name, fused, texts in (("before", False, raw), ("fused", True, raw),
+                               ("gists", True, gists)):  # fmt: skip
+        model = OnnxMiniLM(threads=args.threads, fused=fused)
+        model.embed(texts[:64])  # warm-up
+        out[name] = statistics.median(
+            _rate(model.embed, _batches(texts, args.batch)) for _ in range(args.passes)
+        )
+        model.close()
     return out
 
 
 def throughput(
-    args: argparse.Namespace, backend: str, threads: int, work: Path
+    args: argparse.Namespace,
+    incidents: list[Incident],
+    backend: str,
+    threads: int,
+    cached: bool,
+    work: Path,
 ) -> dict[str, float]:
-    """embed + upsert of new incidents, then upsert alone (new versions, same text)."""
-    incidents = make_incidents(args.incidents)
-    memory = _open(OnnxMiniLM(threads=threads), args, backend, work / f"{backend}-{threads}")
-    out = {"upsert": _rate(memory.upsert_incidents, _batches(incidents, args.batch))}
+    """embed + upsert of new incidents, then upsert alone (new versions, same text); the
+    median of `args.passes` passes, each on an empty memory (and cache)."""
     rng = random.Random(3)
     second = [resolved(i, rng) for i in incidents]
-    out["reversion"] = _rate(memory.upsert_incidents, _batches(second, args.batch))
-    _close(memory)
-    return out
+    upserts, reversions = [], []
+    for n in range(args.passes):
+        model = OnnxMiniLM(threads=threads)
+        model.embed(["warm-up"])
+        embedder: Embedder = CachedEmbedder(model) if cached else model
+        memory = _open(embedder, args, backend, work / f"{backend}-{threads}-{cached}-{n}")
+        upserts.append(_rate(memory.upsert_incidents, _batches(incidents, args.batch)))
+        reversions.append(_rate(memory.upsert_incidents, _batches(second, args.batch)))
+        _close(memory)  # and the model
+    return {"upsert": statistics.median(upserts), "reversion": statistics.median(reversions)}
+
+
+def _mean_tokens(texts: list[str]) -> float:
+    """Tokens per text, uncut (the model reads the first 128)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(packaged_tokenizer()))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return statistics.fmean(len(e.ids) for e in tokenizer.encode_batch(texts))
+
+
+def recall_at_5(vectors: np.ndarray[Any, Any], labels: list[str]) -> float:
+    """Mean recall@5 of exact nearest neighbours (cosine, the incident itself excluded)
+    against the fault labels, over incidents whose fault has other incidents."""
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)
+    total = Counter(labels)
+    recalls = []
+    for row, label in enumerate(labels):
+        if total[label] > 1:
+            top = np.argpartition(-scores[row], 5)[:5]
+            recalls.append(sum(labels[i] == label for i in top) / min(5, total[label] - 1))
+    return statistics.fmean(recalls)
 
 
 def _rate(fn: Callable[[list[T]], object], batches: list[list[T]]) -> float:
@@ -242,7 +302,12 @@ def search_latency(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--incidents", type=int, default=2000, help="incidents for throughput")
+    parser.add_argument("--fleet-ships", type=int, default=10,
+                        help="simulated ships whose incidents are embedded")  # fmt: skip
+    parser.add_argument("--fleet-rounds", type=int, default=2, help="fault rounds per ship")
+    parser.add_argument("--passes", type=int, default=5, help="passes per rate (median)")
+    parser.add_argument("--incidents", type=int, default=2000,
+                        help="synthetic incidents whose vectors seed the search fill")  # fmt: skip
     parser.add_argument("--sizes", type=_sizes, default=[10_000, 100_000],
                         help="collection sizes for search latency, comma-separated")  # fmt: skip
     parser.add_argument("--queries", type=int, default=100, help="queries per size and kind")
@@ -254,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _row(name: str, values: list[str], note: str = "") -> None:
-    print(f"  {name:<44}" + "".join(f"{v:>22}" for v in values) + (f"  {note}" if note else ""))
+    print(f"  {name:<50}" + "".join(f"{v:>22}" for v in values) + (f"  {note}" if note else ""))
 
 
 def _verdict(ok: bool) -> str:
@@ -266,41 +331,53 @@ def main(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     backends = _backends(args)
     print(banner("memory", ", ".join(backends) + (f" {args.url}" if args.url else "")))
-    texts = [incident_text(i) for i in make_incidents(args.incidents)]
+    log.configure("WARNING")
+    from bench.insight import fleet_set
+
+    labelled = fleet_set(load_policy(), args.fleet_ships, args.fleet_rounds)
+    incidents = [d.incident for d in labelled]
+    raw, gists = [raw_text(i) for i in incidents], [incident_text(i) for i in incidents]
+    tokens = {name: _mean_tokens(t) for name, t in (("raw", raw), ("gists", gists))}
+    model = OnnxMiniLM()
     print(
-        f"\nthroughput, {len(texts):,} incidents ({statistics.fmean(map(len, texts)):.0f} "
-        f"characters of text on average), batches of {args.batch}, all-MiniLM-L6-v2 int8 "
-        "on onnxruntime"
+        f"\nthroughput: {len(incidents):,} incidents from the ship pipeline on "
+        f"{args.fleet_ships} simulated ships ({len({d.scenario for d in labelled})} faults), "
+        f"in the order they opened, batches of {args.batch}, all-MiniLM-L6-v2 int8 on "
+        f"onnxruntime, {args.threads} thread(s) where not said, median of {args.passes} passes"
     )
-    rates = model_rates(args, texts)
-    _row("model alone (texts/s)", ["shipped graph", "fused", "ratio"])
-    for threads in _thread_counts(args):
-        shipped, fused = rates["shipped", threads], rates["fused", threads]
-        _row(
-            f"  {threads} thread(s)",
-            [f"{shipped:,.0f}", f"{fused:,.0f}", f"{fused / shipped:.1f}x"],
-        )
-    model = OnnxMiniLM(threads=args.threads)
-    model.embed(["warm-up"])
-    query = _latency(lambda text: model.embed([text]), texts[:100])
+    _row("embedded text", ["raw evidence lines", "gists (default)"])
+    _row("tokens per text, mean", [f"{tokens['raw']:.1f}", f"{tokens['gists']:.1f}"])
+    _row("distinct texts", [f"{len(set(raw))}", f"{len(set(gists))}"])
+    labels = [d.scenario for d in labelled]
+    _row("similar-incident recall@5 (exact kNN)",
+         [f"{recall_at_5(model.embed(t), labels):.3f}" for t in (raw, gists)])  # fmt: skip
+    rates = model_rates(args, raw, gists)
+    _row("model alone, texts/s", ["before", "fused, raw", "fused, gists"])
+    _row("", [f"{rates[k]:,.0f}" for k in ("before", "fused", "gists")],
+         f"{rates['gists'] / rates['before']:.1f}x before")  # fmt: skip
+    query = _latency(lambda text: model.embed([text]), gists[:100])
     _row("embed one query text, p50 / p99 (ms)", [f"{query[0]:.1f}", f"{query[2]:.1f}"])
+    model.close()
     with tempfile.TemporaryDirectory(prefix="seawatch-bench-memory-") as tmp:
         runs = {
-            (b, n): throughput(args, b, n, Path(tmp))
+            (b, n, c): throughput(args, incidents, b, n, c, Path(tmp))
             for n in _thread_counts(args)
+            for c in (True, False)
             for b in backends
         }
     _row(f"incidents/s, {'server' if args.url else 'persisted in a folder'}", backends)
     for n in _thread_counts(args):
-        got = [runs[b, n]["upsert"] for b in backends]
-        verdicts = [
-            f"{b}: {_verdict(r >= TARGET_RATE)}" for b, r in zip(backends, got, strict=True)
-        ]
-        _row(f"embed + upsert, new incidents, {n} thread(s)", [f"{r:,.0f}" for r in got],
-             " | ".join(verdicts) + f" (>= {TARGET_RATE:.0f}/s)")  # fmt: skip
-    alone = [runs[b, args.threads]["reversion"] for b in backends]
+        for cached, how in ((True, "text cache (default)"), (False, "every text new")):
+            got = [runs[b, n, cached]["upsert"] for b in backends]
+            verdicts = [
+                f"{b}: {_verdict(r >= TARGET_RATE)}" for b, r in zip(backends, got, strict=True)
+            ]
+            _row(f"embed + upsert, {n} thread(s), {how}", [f"{r:,.0f}" for r in got],
+                 " | ".join(verdicts) + f" (>= {TARGET_RATE:.0f}/s)")  # fmt: skip
+    alone = [runs[b, args.threads, True]["reversion"] for b in backends]
     _row("upsert alone (new version, same text)", [f"{r:,.0f}" for r in alone])
 
+    texts = [raw_text(i) for i in make_incidents(args.incidents)]
     base = OnnxMiniLM().embed(texts)
     rows = {b: search_latency(args, b, base) for b in backends}
     print(

@@ -18,7 +18,7 @@ import pytest
 
 from shared import wire
 from shared.ids import new_id
-from shared.models import Heartbeat, Incident, TimelineEntry
+from shared.models import EvidenceRef, Heartbeat, Incident, TimelineEntry
 from shared.policy import Policy
 from shared.settings import HubSettings
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
@@ -116,9 +116,22 @@ def incident(
     status: IncidentStatus = IncidentStatus.OPEN,
     narrative: str = "",
     inc_id: str | None = None,
+    evidence: tuple[str, ...] = (),
 ) -> Incident:
     first = T0 + timedelta(minutes=n)
     return Incident(
+        evidence=[
+            EvidenceRef(
+                anomaly_id=f"an-{ship}-{n}-{k}",
+                tracking_id=f"trk-{ship}-{n}",
+                ts=first,
+                detector="threshold",
+                device="vsat-modem-01",
+                score=0.9,
+                summary=line,
+            )
+            for k, line in enumerate(evidence)
+        ],  # fmt: skip
         tracking_id=f"trk-{ship}-{n}",
         ship_id=ship,
         ts=first + timedelta(minutes=version),
@@ -390,15 +403,19 @@ def test_similar_to_an_incident_not_embedded_yet_is_not_found(running: RunningHu
 
 def test_similar_incidents_across_the_fleet_and_search(running: RunningHub) -> None:
     viewer = running.key(Role.VIEWER)
-    fade = "SNR and Es/No falling together in heavy rain, BER above 1e-5 on the VSAT modem"
-    before = incident("MV-HOTEL", 50, 2, status=IncidentStatus.RESOLVED, narrative=fade)
-    now = incident("MV-INDIA", 51, narrative=fade)
+    fade = (
+        "vsat.snr_db < 12 for 60 s (now 8.4)",
+        "vsat.ber > 1e-05 for 60 s (now 6.2e-05)",
+        "new log template #85 (1 seen): rain fade: Es/No <NUM> dB, fade margin <NUM> dB",
+    )
+    before = incident("MV-HOTEL", 50, 2, status=IncidentStatus.RESOLVED, evidence=fade)
+    now = incident("MV-INDIA", 51, evidence=fade)
     other = incident(
         "MV-HOTEL",
         52,
         itype=IncidentType.SECURITY_ALERT,
-        narrative="sshd brute force: 400 failed logins from one public address",
-    )
+        evidence=("400 lines matching /Failed password|Invalid user/ in 60 s",),
+    )  # fmt: skip
     running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in (before, now, other)])
 
     def similar() -> list[dict[str, Any]] | None:
@@ -421,7 +438,10 @@ def test_similar_incidents_across_the_fleet_and_search(running: RunningHub) -> N
         headers=viewer,
         params={"q": "failed ssh logins attack", "limit": 3},
     ).json()
-    assert search["incidents"][0]["id"] == other.id
+    # the module's hub also holds a real ship's sshd brute force (the end-to-end test)
+    alerts = [i for i in search["incidents"] if i["type"] == "security_alert"]
+    assert search["incidents"][: len(alerts)] == alerts  # ranked above every link problem
+    assert other.id in [i["id"] for i in alerts]
     assert search["runbooks"][0]["id"] == "RB-09"
     scoped = running.key(Role.VIEWER, ["MV-INDIA"])
     only = httpx.get(
@@ -449,8 +469,11 @@ def test_api_against_its_openapi_schema(running: RunningHub) -> None:
         @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: Any) -> None:
             # an opaque cursor the API never handed out is a 400 by design, so "schema-valid
-            # input is accepted" does not hold for it; everything else is checked
-            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+            # input is accepted" does not hold for it; everything else is checked. POST /ask
+            # runs the real model: on a loaded machine it may take longer than the default 10 s
+            case.call_and_validate(
+                headers=headers, excluded_checks=[positive_data_acceptance], timeout=120
+            )
 
         check()
         checked.append(f"{operation.method.upper()} {operation.path}")

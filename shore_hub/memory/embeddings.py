@@ -8,7 +8,8 @@ at load so that its int8 weights are multiplied as int8 (see there).
 `HttpEmbedder` asks an OpenAI-compatible `/embeddings` endpoint instead, for a fleet that
 runs a shared embedding service. Each library is imported inside its backend, and its
 exceptions become `BackendUnavailable`/`BackendError` at one place per backend. Vectors
-stay one float32 array from the model to the store.
+stay one float32 array from the model to the store. `CachedEmbedder` remembers the latest
+texts' vectors in front of either: a fleet reports the same faults in the same words.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import math
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -58,8 +60,59 @@ class Embedder(Protocol):
 
 
 def default_embedder(url: str | None = None) -> Embedder:
-    """The HTTP endpoint when one is configured, else the model shipped in the wheels."""
-    return HttpEmbedder(url) if url else OnnxMiniLM()
+    """The HTTP endpoint when one is configured, else the model shipped in the wheels,
+    behind a cache of recent texts."""
+    return CachedEmbedder(HttpEmbedder(url) if url else OnnxMiniLM())
+
+
+class CachedEmbedder:
+    """Remembers the vectors of the last `size` distinct texts (LRU; 4,096 x 384 floats
+    is 6 MB), and embeds a text that occurs twice in one call once.
+
+    Incident texts repeat across a fleet: sister ships name their devices alike and the
+    same fault gives the same evidence gists (`text.py`), so most texts of a day have
+    been embedded before. Only the texts not remembered reach the wrapped embedder.
+    """
+
+    def __init__(self, inner: Embedder, size: int = 4096) -> None:
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self.inner = inner
+        self.size = size
+        self._vectors: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()  # the hub embeds in a worker while the API searches
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: list[str]) -> Vectors:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        missing: dict[str, list[int]] = defaultdict(list)
+        with self._lock:
+            for row, text in enumerate(texts):
+                vector = self._vectors.get(text)
+                if vector is None:
+                    missing[text].append(row)
+                else:
+                    self._vectors.move_to_end(text)
+                    out[row] = vector
+        if missing:
+            fresh = self.inner.embed(list(missing))
+            with self._lock:
+                for (text, rows), vector in zip(missing.items(), fresh, strict=True):
+                    out[rows] = vector
+                    self._vectors[text] = vector.copy()  # not a view pinning the batch
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def packaged_model() -> Path:

@@ -30,6 +30,7 @@ from shared.runbooks import Runbook, load_runbooks
 from shared.taxonomy import IncidentStatus
 from shore_hub.fleetstore.backends import BackendError, BackendUnavailable
 from shore_hub.memory.embeddings import Embedder
+from shore_hub.memory.text import incident_text
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -44,7 +45,6 @@ RUNBOOKS = "runbooks"
 ENGINES = ("edge", "local")  # without a url; a url means a Qdrant server
 # Point ids are uuid5(namespace, key): never change this, or every point gets a new id.
 _NAMESPACE = uuid.UUID("0b6f3c2e-5d1a-4e8b-9c7f-2a4d6e8f0a1c")
-_MAX_EVIDENCE = 8  # distinct evidence summaries in an incident's text
 # Payload indexes (qdrant PayloadSchemaType names) for the fields the API filters on.
 _INDEXED = {"ship_id": "KEYWORD", "type": "KEYWORD", "severity": "KEYWORD",
             "status": "KEYWORD", "ts": "FLOAT"}  # fmt: skip
@@ -58,18 +58,6 @@ class NotIndexed(LookupError):
 def point_id(key: str) -> str:
     """The same key always gives the same point, so a newer version overwrites the older."""
     return str(uuid.uuid5(_NAMESPACE, key))
-
-
-def incident_text(incident: Incident, role: str | None = None) -> str:
-    """What an incident means, in words: type, what broke, the narrative, the evidence."""
-    parts = [incident.type.value.replace("_", " ")]
-    where = incident.device if not role else f"{role.replace('_', ' ')} {incident.device}"
-    parts.append(f"{where} ({incident.service})" if incident.service else where)
-    if incident.narrative:
-        parts.append(incident.narrative)
-    summaries = dict.fromkeys(e.summary.strip() for e in incident.evidence if e.summary.strip())
-    parts.extend(list(summaries)[:_MAX_EVIDENCE])
-    return ". ".join(parts)
 
 
 def _epoch(value: datetime | float | None) -> float | None:
