@@ -113,7 +113,9 @@ class Hub:
 
     # ---------------------------------------------------------------- life cycle
 
-    async def start(self, serve_http: bool = True) -> None:
+    async def start(self, serve_http: bool = True, ingest: bool = True) -> None:
+        """Everything, or without the ingest workers (`ingest=False`): FLEET_UP then keeps
+        what ships send until `start_ingest` (a backlog, as after a hub outage)."""
         s = self.settings
         await asyncio.to_thread(self.store.migrate)
         if s.nats_url is None:
@@ -145,12 +147,8 @@ class Hub:
         if s.memory:
             self.memory = await asyncio.to_thread(self._open_memory)
             self._tasks.append(asyncio.create_task(self._embed_loop(), name="memory"))
-        for i in range(s.workers):
-            worker = IngestWorker(
-                self.js, self.store, self._on_stored, f"ingest-{i}", self._send_receipts
-            )
-            self.workers.append(worker)
-            self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
+        if ingest:
+            self.start_ingest()
         self._tasks.append(asyncio.create_task(self._flush_audit_loop(), name="audit"))
         self._tasks.append(asyncio.create_task(self.patterns.run(), name="patterns"))
         if self.notifier is not None:
@@ -167,6 +165,15 @@ class Hub:
             workers=s.workers,
             memory=s.memory,
         )
+
+    def start_ingest(self) -> None:
+        """`settings.workers` ingest workers on the durable consumer (once)."""
+        for i in range(self.settings.workers):
+            worker = IngestWorker(
+                self.js, self.store, self._on_stored, f"ingest-{i}", self._send_receipts
+            )
+            self.workers.append(worker)
+            self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
 
     def _open_memory(self) -> Any:
         from policies import runbooks_dir

@@ -76,7 +76,7 @@ def indexed(running: RunningHub, incident_id: str) -> bool:
 
 
 @contextmanager
-def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
+def hub_running(settings: HubSettings, ingest: bool = True) -> Iterator[RunningHub]:
     """A real hub on its own event loop in a thread, stopped (server included) whatever
     failed."""
     from shared.policy import load_policy
@@ -84,7 +84,7 @@ def hub_running(settings: HubSettings) -> Iterator[RunningHub]:
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     hub = Hub(settings, load_policy(settings.policy_dir))
-    asyncio.run_coroutine_threadsafe(hub.start(), loop).result(120)
+    asyncio.run_coroutine_threadsafe(hub.start(ingest=ingest), loop).result(120)
     try:
         yield RunningHub(hub, loop)
     finally:
@@ -231,6 +231,22 @@ def test_poison_messages_are_dead_lettered_and_do_not_wedge(running: RunningHub)
     )
     reasons = " | ".join(d["reason"] for d in dead)
     assert "bad magic" in reasons and "MV-OTHER" in reasons
+
+
+def test_a_backlog_waits_in_fleet_up_until_ingest_starts(tmp_path: Path, chdb_path: Path) -> None:
+    """`start(ingest=False)`: ships' messages stay in FLEET_UP (as while a hub is down),
+    and `start_ingest` stores all of them."""
+    settings = hub_settings(tmp_path, chdb_path, "hub_backlog", memory=False)
+    with hub_running(settings, ingest=False) as running:
+        versions = [incident("MV-KILO", n) for n in range(30)]
+        running.publish([(up_subject("MV-KILO", "incident"), frame(v)) for v in versions])
+        stream = wait_for(lambda: (i := running.call(running.hub.js.stream_info("FLEET_UP")))
+                          and i.state.messages == 30 and i)  # fmt: skip
+        assert stream.state.messages == 30 and running.hub.workers == []
+        assert running.hub.store.incidents_by_ids([v.id for v in versions]) == []
+        running.loop.call_soon_threadsafe(running.hub.start_ingest)
+        assert wait_for(lambda: sum(w.stored for w in running.hub.workers) == 30)
+        assert len(running.hub.store.incidents_by_ids([v.id for v in versions])) == 30
 
 
 def test_scoped_keys_see_only_their_ships(running: RunningHub) -> None:
