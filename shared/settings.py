@@ -24,7 +24,7 @@ class AgentSettings(BaseSettings):
     nats_url: str | None = None  # a NATS server to take input from (ingest subject)
     hub_leaf_url: str | None = None  # e.g. nats-leaf://hub.example:7422; None = no uplink
     ship_secret: SecretStr | None = None  # this ship's leaf credential, from the hub
-    sync_nats_port: int = Field(default=0, ge=0, le=65535)  # the ship's own leaf server
+    sync_nats_port: int = Field(default=0, ge=0, le=65535)  # own leaf server, on loopback
     insight: bool = True  # explain incidents with the local LLM (policy feature llm_insight)
     llm_url: str | None = None  # OpenAI-compatible API root incl. /v1 instead of the GGUF
     llm_model: str = ""  # the model name that endpoint expects

@@ -187,7 +187,6 @@ class ShipAgent:
             self.metrics,
             hub_leaf_url=s.hub_leaf_url,
             secret=s.ship_secret.get_secret_value() if s.ship_secret else None,
-            host=s.host,
             port=s.sync_nats_port,
         )
         await self.link.start()

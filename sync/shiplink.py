@@ -65,15 +65,17 @@ class ShipLink:
         *,
         hub_leaf_url: str | None,
         secret: str | None,
-        host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.ship_id = ship_id
         self._policy = policy
         leaf = ship_config(ship_id, hub_leaf_url, secret or "") if hub_leaf_url else ""
+        # On loopback whatever the agent's `host`: only the agent itself connects (the leaf
+        # link is dialled out to the hub), and its client port takes no credentials.
         self.server = NatsServer(
-            ship_id, data_dir / "nats", domain=ship_id, host=host, port=port, extra_config=leaf
-        )
+            ship_id, data_dir / "nats", domain=ship_id, host="127.0.0.1", port=port,
+            extra_config=leaf,
+        )  # fmt: skip
         self.outbox = Outbox(store_conn, ship_id)
         self._ship = ship
         self._heartbeat = heartbeat

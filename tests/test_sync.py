@@ -784,3 +784,44 @@ def test_insights_reach_the_hub_with_their_incident_and_are_receipted(fleet: Fle
     wait_receipted(fleet, ship)
     kinds = agent.sql("SELECT kind, count(*) FROM outbox WHERE delivered IS NOT NULL GROUP BY kind")
     assert dict(kinds)["insight"] == 2
+
+
+def _lan_address() -> str | None:
+    """This machine's address on its main interface (no packet is sent), if not loopback."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def test_the_ship_nats_server_stays_on_loopback_when_the_agent_serves_the_lan(
+    tmp_path: Path, policy: Policy
+) -> None:
+    """`host: 0.0.0.0` opens syslog and the crew's API to the ship's LAN; the agent's own
+    nats-server, whose client port takes no credentials, must not follow."""
+    import socket
+
+    from tests.conftest import start_agent, stop_agent
+
+    agent = start_agent(
+        tmp_path, policy, host="0.0.0.0", hub_leaf_url="nats-leaf://127.0.0.1:9", ship_secret="s"
+    )
+    try:
+        link = agent.agent.link
+        assert link is not None and link.server.url.startswith("nats://127.0.0.1:")
+        port = link.server.port
+        with closing(socket.create_connection(("127.0.0.1", port), timeout=5)):
+            pass  # the agent's own client connects here
+        lan = _lan_address()
+        if lan is not None:
+            with pytest.raises(OSError):
+                socket.create_connection((lan, port), timeout=5).close()
+            # while the crew's API is on the LAN address
+            assert httpx.get(f"http://{lan}:{agent.agent.http_port}/health").status_code == 200
+    finally:
+        stop_agent(agent)
