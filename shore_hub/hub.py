@@ -170,7 +170,7 @@ class Hub:
         """`settings.workers` ingest workers on the durable consumer (once)."""
         for i in range(self.settings.workers):
             worker = IngestWorker(
-                self.js, self.store, self._on_stored, f"ingest-{i}", self._send_receipts
+                self.js, self.store, self._on_stored, f"ingest-{i}", self._before_ack
             )
             self.workers.append(worker)
             self._tasks.append(asyncio.create_task(worker.run(), name=worker.name))
@@ -242,8 +242,6 @@ class Hub:
         if d.incidents:
             self.live.publish(d.incidents)
             m.live_clients.set(len(self.live.subscribers))
-            if self.notifier is not None:
-                self.notifier.offer(d.incidents)
             if self.memory is not None:
                 for inc in d.incidents:
                     known = self._to_embed.get(inc.id)
@@ -251,6 +249,13 @@ class Hub:
                         self._to_embed[inc.id] = inc
                 self._embed_wake.set()
                 m.memory_backlog.set(len(self._to_embed))
+
+    async def _before_ack(self, d: Decoded) -> None:
+        """What must not be lost once a stored batch is acknowledged: its notifications
+        (spooled; a redelivered batch spools nothing twice) and the ships' receipts."""
+        if self.notifier is not None and d.incidents:
+            self.notifier.offer(d.incidents)
+        await self._send_receipts(d)
 
     async def _send_receipts(self, d: Decoded) -> None:
         """Each ship learns what is durable ashore: it shows "delivered to shore" and paces

@@ -526,3 +526,32 @@ def test_hub_calls_the_operations_webhook_once_per_change(
         doc["subject"] == "[Seawatch] MV-NOTIFY: critical link_degradation on vsat-modem-01 opened"
     )
     assert 'seawatch_hub_notifications_sent_total{channel="ops-hook"} 1.0' in exposed
+
+
+def test_hub_spools_before_it_acknowledges_injected_crash_at_the_ack(
+    tmp_path: Path, chdb_path: Path, receiver: Receiver
+) -> None:
+    """Fault injection: the ingest worker ends after a batch is stored and confirmed to its
+    ship and before any of it is acknowledged, as a hub process killed there would (the
+    real worker cannot be stopped at that point on demand). Its notification is already
+    in the spool, so it goes out; the batch itself comes again after the ack wait."""
+    fleet = fleet_dir(tmp_path, hook_channel(receiver.url, side="hub", min_severity="high"))
+    settings = hub_settings(
+        tmp_path / "hub", chdb_path, "notify_crash", memory=False, policy_dir=fleet
+    )
+    opened = incident(9, ship="MV-NOTIFY", severity=Severity.CRITICAL)
+    with hub_running(settings) as hub:
+        worker = hub.hub.workers[0]
+        confirm = worker._before_ack
+        assert confirm is not None
+
+        async def crash_after(decoded: Any) -> None:
+            await confirm(decoded)
+            raise asyncio.CancelledError  # ends the worker's task before its acks
+
+        worker._before_ack = crash_after
+        hub.publish([(up_subject("MV-NOTIFY", "incident"), frame(opened))])
+        wait_for(receiver.delivered)
+        assert worker.stored == 0  # nothing was acknowledged
+    (doc,) = receiver.delivered()
+    assert doc["changes"][0]["key"] == f"{opened.id}:1:opened"
