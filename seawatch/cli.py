@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--nats-url", help="use this hub nats-server instead of starting one")
     hub.add_argument("--leaf-port", type=int, help="where ship leaf nodes connect (default 7422)")
     hub.add_argument("--clickhouse-url", help="ClickHouse server (default: embedded chdb)")
-    hub.add_argument("--qdrant-url", help="Qdrant server (default: local mode)")
+    hub.add_argument("--qdrant-url", help="Qdrant server (default: Qdrant Edge in process)")
     hub.add_argument("--workers", type=int, help="ingest workers in this process")
     hub.add_argument("--no-memory", action="store_true", help="do not embed incidents")
     hub.add_argument("--host", help="address to listen on (default 127.0.0.1)")

@@ -1,6 +1,6 @@
 """`seawatch demo`: a small fleet on one machine, on embedded defaults, telling a story.
 
-A hub (own nats-server, chdb, Qdrant local mode) and N ships, each a real agent with its
+A hub (own nats-server, chdb, Qdrant Edge) and N ships, each a real agent with its
 leaf nats-server, SQLite and simulator, linked to the hub through a link simulator. Time is
 compressed (`--speed` simulated seconds per wall second) and the same story plays on it:
 a rain-fade front sweeps across three ships, one ship loses its link for half an hour while

@@ -34,7 +34,7 @@ class AgentSettings(BaseSettings):
 
 
 class HubSettings(BaseSettings):
-    """The shore hub: embedded defaults (own nats-server, chdb, Qdrant local) unless URLs
+    """The shore hub: embedded defaults (own nats-server, chdb, Qdrant Edge) unless URLs
     of production services are given."""
 
     model_config = SettingsConfigDict(env_prefix="SEAWATCH_HUB_", extra="forbid")
@@ -55,7 +55,7 @@ class HubSettings(BaseSettings):
     clickhouse_url: str | None = None  # a ClickHouse server instead of embedded chdb
     clickhouse_database: str = "seawatch"
     clickhouse_path: Path | None = None  # embedded chdb data (default: data_dir/clickhouse)
-    qdrant_url: str | None = None  # a Qdrant server instead of local mode
+    qdrant_url: str | None = None  # a Qdrant server instead of Qdrant Edge in process
     embeddings_url: str | None = None  # OpenAI-compatible API root incl. /v1 (…/v1/embeddings)
     workers: int = Field(default=2, ge=1, le=64)
     memory: bool = True  # embed incidents into Qdrant

