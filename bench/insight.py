@@ -8,7 +8,7 @@
 2. Retrieval, on a labelled set: fault plans replayed on several simulated ships; each
    incident is labelled with the fault that caused it (same scenario = same type and
    cause). Right runbook in the top 3 of the ship's rules; recall@5 of the shore's
-   similar-incident search (the hub's incident memory, real embeddings, Qdrant local mode).
+   similar-incident search (the hub's incident memory, real embeddings, Qdrant Edge).
 """
 
 from __future__ import annotations
