@@ -21,7 +21,7 @@ from typing import Any
 from shared import log
 from shared.http import HttpServer
 from shared.ids import new_id
-from shared.models import ActionRequest, ActionResult, Command, Heartbeat
+from shared.models import ActionRequest, ActionResult, Command, Heartbeat, Incident
 from shared.notify import Notifier, Spool
 from shared.policy import Policy, PolicyError, load_policy
 from shared.runbooks import RunbookError, load_runbooks
@@ -156,7 +156,7 @@ class ShipAgent:
             asyncio.create_task(self._run_actions(), name="remediation"),
         ]
         self.listeners.append(self._remediate)
-        self.listeners.append(self._notify)
+        self.store.committing.append(self._notify)
         self.notifier.start()
         if s.insight and self.policy.features.get("llm_insight", False):
             self._start_insight()
@@ -207,10 +207,15 @@ class ShipAgent:
         self._queue.append(explanation)  # like a dead letter: never refused, few and small
         self._wake.set()
 
-    def _notify(self, batch: Batch) -> None:
-        # The crew hears of its own ship's incidents on board: not redacted, since nothing
-        # here crosses the link (docs/notifications.md: point ship channels at the ship).
-        self.notifier.offer(inc.to_model(self.ship_id) for inc in batch.incidents)
+    def _notify(self, versions: list[Incident]) -> None:
+        """In the batch's transaction: the crew's notifications commit with the incidents,
+        so no crash between the two can lose them. A failure here is the notifier's alone:
+        logged, its rows rolled back, the batch committed. The crew hears of its own ship's
+        incidents: not redacted, since nothing here crosses the link."""
+        try:
+            self.notifier.offer(versions)
+        except Exception:
+            _log.exception("notifications not spooled", incidents=len(versions))
 
     def _explain_new(self, batch: Batch) -> None:
         for inc in batch.incidents:

@@ -2,14 +2,16 @@
 
 An incident version and its outbox row are written in the same transaction as the events
 and anomalies that caused them, so a crash at any moment leaves either all of a batch or
-none of it. Tables are created with sqlite-utils; the hot path uses executemany on the
-same connection, since building a dict per event would cost more than the insert.
+none of it; `committing` hooks write into that transaction too (the crew's notifications).
+Tables are created with sqlite-utils; the hot path uses executemany on the same
+connection, since building a dict per event would cost more than the insert.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,9 @@ class Store:
         self.conn = conn
         row = conn.execute("SELECT max(id) FROM batches").fetchone()
         self._batch_id = int(row[0] or 0)
+        # called inside each batch's transaction with the incident versions it writes:
+        # what they write commits, or rolls back, with the batch
+        self.committing: list[Callable[[list[Incident]], None]] = []
 
     def close(self) -> None:
         self.conn.close()
@@ -202,8 +207,9 @@ class Store:
                         for a in b.anomalies
                     ],
                 )
-            for inc in b.incidents:
-                self._write_incident(inc, bid)
+            versions = [self._write_incident(inc, bid) for inc in b.incidents]
+            for hook in self.committing:
+                hook(versions)
             if b.audit:
                 c.executemany(
                     "INSERT INTO audit (ts, actor, action, incident_id, detail) VALUES (?,?,?,?,?)",
@@ -228,7 +234,7 @@ class Store:
             raise
         return bid
 
-    def _write_incident(self, inc: IncidentState, bid: int) -> None:
+    def _write_incident(self, inc: IncidentState, bid: int) -> Incident:
         model = inc.to_model(self.ship_id)
         doc = model.model_dump_json()
         now = time.time()
@@ -271,6 +277,7 @@ class Store:
                 now,
             ),
         )
+        return model
 
     def write_applied(self, results: list[ActionResult], now: float) -> None:
         """A shore command's effect, its record and its result for the uplink commit

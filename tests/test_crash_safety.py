@@ -1,6 +1,6 @@
 """kill -9 at random moments while the fast path commits: every version that was reported
-committed is still there with its outbox row, nothing is half-written, and the agent
-restarts warm from what it had."""
+committed is still there with its outbox row and, where it is news, its crew notification
+spooled; nothing is half-written, and the agent restarts warm from what it had."""
 
 from __future__ import annotations
 
@@ -14,18 +14,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared import wire
+from shared.notify.engine import change_of
 from tests.conftest import wait_for
 
 # The writer: a real pipeline on a real SQLite file, committing batches that open, grow and
 # resolve incidents, printing what each commit made durable.
 WRITER = r"""
 import sys, time
-from shared.policy import load_policy
+from prometheus_client import CollectorRegistry
+from shared.notify import Notifier, NotifyMetrics, Spool
+from shared.policy import NotifyPolicy, load_policy
 from ship_agent.pipeline import Pipeline
 from ship_agent.store import Store
 from tests.conftest import metric, logline
 store = Store(sys.argv[1], "MV-CRASH")
-p = Pipeline(load_policy(ship_id="MV-CRASH"), store)
+policy = load_policy(ship_id="MV-CRASH")
+notify = NotifyPolicy.model_validate(
+    {**policy.notify.model_dump(mode="json"), "enabled": True, "quiet_hours": None,
+     "rate_limit_per_hour": 0, "storm": {"threshold": 100000, "window_s": 300},
+     "channels": [{"name": "crew-hook", "type": "webhook", "side": "ship",
+                   "url": "http://127.0.0.1:9/", "min_severity": "info"}]})
+notifier = Notifier(notify, "ship", Spool(store.conn), NotifyMetrics(CollectorRegistry(), "t"))
+store.committing.append(notifier.offer)  # as the agent does: in the batch's transaction
+p = Pipeline(policy, store)
 p.warm_start()
 print("READY", flush=True)
 t = float(store.conn.execute("SELECT coalesce(max(ts), 1790000000) FROM events").fetchone()[0])
@@ -66,6 +78,12 @@ def _check(db: Path, committed: dict[str, int], events: int) -> None:
     for inc_id, version in outbox:
         row = conn.execute("SELECT version FROM incidents WHERE id=?", (inc_id,)).fetchone()
         assert row is not None and row[0] >= version
+    # every committed version that is news has its notification, and none that is not
+    news = set()
+    for (frame,) in conn.execute("SELECT payload FROM outbox WHERE kind='incident'"):
+        news |= {c.key for c in map(change_of, wire.decode(frame)) if c is not None}
+    spooled = {key for (key,) in conn.execute("SELECT dedup_key FROM notify_spool")}
+    assert news and spooled == news
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] >= events
     conn.close()
 

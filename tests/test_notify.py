@@ -31,9 +31,11 @@ from shared.models import Incident, TimelineEntry
 from shared.notify import Engine, Notification, Notifier, NotifyMetrics, Spool, signature
 from shared.policy import NotifyPolicy, PolicyError, load_policy
 from shared.taxonomy import IncidentStatus, IncidentType, Severity
+from ship_agent.pipeline import Pipeline
+from ship_agent.store import Store
 from sync.natsserver import free_port
 from sync.topology import up_subject
-from tests.conftest import SHIP, T0, start_agent, stop_agent, wait_for
+from tests.conftest import SHIP, T0, metric, start_agent, stop_agent, wait_for
 from tests.test_agent_api import snr_batch
 from tests.test_hub import frame, hub_running, hub_settings
 
@@ -495,6 +497,38 @@ def test_ship_mails_its_crew_and_keeps_trying_while_the_relay_is_down(
         stop_agent(running)
         if controller is not None:
             controller.stop()
+
+
+def test_ship_notifications_commit_with_their_batch_injected_failures(tmp_path: Path) -> None:
+    """Fault injection (hooks that raise: SQLite cannot be made to fail at these points on
+    demand). A batch that fails after the notifier wrote takes its rows back with it; a
+    notifier that fails costs only its own rows, and the batch commits."""
+    policy = load_policy(fleet_dir(tmp_path, hook_channel("http://127.0.0.1:9/")), SHIP)
+
+    def refuse(_versions: list[Incident]) -> None:
+        raise RuntimeError("injected")
+
+    store = Store(tmp_path / "alone.db", SHIP)
+    spool = Spool(store.conn)
+    told = Notifier(policy.notify, "ship", spool, NotifyMetrics(CollectorRegistry(), "t"))
+    store.committing += [told.offer, refuse]  # the agent's hook, then a failure
+    pipeline = Pipeline(policy, store)
+    fade = [metric("vsat-modem-01", "vsat.snr_db", 8.5, T0 + 20 * i) for i in range(9)]
+    with pytest.raises(RuntimeError, match="injected"):
+        pipeline.run_batch(fade)
+    assert store.conn.execute("SELECT count(*) FROM incidents").fetchone() == (0,)
+    assert store.conn.execute("SELECT count(*) FROM notify_spool").fetchone() == (0,)
+    store.close()
+
+    running = start_agent(tmp_path, policy)
+    try:
+        running.agent.notifier.offer = refuse  # the notifier itself fails
+        httpx.post(f"{running.url}/api/v3/ingest", json=snr_batch(T0, 9, 8.5))
+        running.drain()
+        assert running.sql("SELECT count(*) FROM incidents") == [(1,)]
+        assert running.sql("SELECT count(*) FROM notify_spool") == [(0,)]
+    finally:
+        stop_agent(running)
 
 
 def test_hub_calls_the_operations_webhook_once_per_change(

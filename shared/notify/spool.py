@@ -65,9 +65,11 @@ class Spool:
         self, notes: list[Notification], states: dict[str, str], now: float, max_pending: int
     ) -> list[tuple[str, str]]:
         """Spool new notifications and the engine's state at once; returns (channel, key)
-        of every waiting row the bound dropped to make room."""
+        of every waiting row the bound dropped to make room. A savepoint: its own
+        transaction when called alone (the hub), part of the caller's when one is open
+        (the ship's batch commit, so the rows commit or roll back with the batch)."""
         c = self.conn
-        c.execute("BEGIN")
+        c.execute("SAVEPOINT notify")
         try:
             c.executemany(
                 "INSERT OR IGNORE INTO notify_spool"
@@ -89,9 +91,10 @@ class Spool:
                 ).fetchall()
                 c.executemany("DELETE FROM notify_spool WHERE id=?", [(r[0],) for r in rows])
                 dropped = [(r[1], r[2]) for r in rows]
-            c.execute("COMMIT")
+            c.execute("RELEASE notify")
         except BaseException:
-            c.execute("ROLLBACK")
+            c.execute("ROLLBACK TO notify")
+            c.execute("RELEASE notify")
             raise
         return dropped
 
