@@ -55,7 +55,7 @@ HUB_EXTRA = "the shore hub needs its engines: pip install 'seawatch[hub]'"
 
 def _hub(args: argparse.Namespace) -> int:
     try:
-        from shore_hub.run import run_hub, run_keys, run_schema, run_ships
+        from shore_hub.run import run_hub, run_keys, run_reembed, run_schema, run_ships
     except ImportError as exc:  # a vessel install, without the hub extra
         print(f"seawatch hub: {HUB_EXTRA} ({exc})", file=sys.stderr)
         return 2
@@ -65,6 +65,8 @@ def _hub(args: argparse.Namespace) -> int:
         return run_ships(args)
     if getattr(args, "hub_command", None) == "schema":
         return run_schema(args)
+    if getattr(args, "hub_command", None) == "reembed":
+        return run_reembed(args)
     return run_hub(args)
 
 
@@ -242,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument(
         "--policy-dir", type=Path, default=argparse.SUPPRESS, help="fleet policy (retention)"
     )
+
+    reembed = hub_sub.add_parser(
+        "reembed", help="embed every stored incident again (after the text or model changed)"
+    )
+    reembed.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the hub's data")
+    reembed.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="settings file")
 
     sim = sub.add_parser("simulate", help="generate one ship's telemetry with labelled faults")
     sim.add_argument("--ship-id", default="MV-DEMO")

@@ -41,6 +41,30 @@ _MEMORY_BATCH = 64
 _log = log.get("shore_hub")
 
 
+def open_store(settings: HubSettings, policy: Policy) -> FleetStore:
+    """The fleet store the settings name: a ClickHouse server, or chdb under data_dir."""
+    return FleetStore.open(
+        settings.clickhouse_url,
+        settings.clickhouse_path or settings.data_dir / "clickhouse",
+        database=settings.clickhouse_database,
+        retention=policy.retention.hub,
+    )
+
+
+def open_memory(settings: HubSettings) -> Any:
+    """The incident memory the settings name (a Qdrant server, or Qdrant Edge under
+    data_dir), with its collections; imported here, since a hub may run without one."""
+    from shore_hub.memory import IncidentMemory, default_embedder
+
+    memory = IncidentMemory(
+        default_embedder(settings.embeddings_url),
+        path=None if settings.qdrant_url else settings.data_dir / "qdrant",
+        url=settings.qdrant_url,
+    )
+    memory.ensure_collections()
+    return memory
+
+
 def tune_gc() -> None:
     """For a process that runs one hub, once it has started: what startup made (modules,
     schemas, models) lives as long as the process, so it leaves the collector's generations
@@ -60,12 +84,7 @@ class Hub:
         self.live = LiveFeed(settings.live_buffer)
         self.keys = open_keys(settings.data_dir)
         self.auth = Authenticator(self.keys)
-        self.store = FleetStore.open(
-            settings.clickhouse_url,
-            settings.clickhouse_path or settings.data_dir / "clickhouse",
-            database=settings.clickhouse_database,
-            retention=policy.retention.hub,
-        )
+        self.store = open_store(settings, policy)
         self.fleet = FleetLink(
             ShipRegistry(settings.data_dir / "ships"),
             settings.host,
@@ -177,15 +196,8 @@ class Hub:
 
     def _open_memory(self) -> Any:
         from policies import runbooks_dir
-        from shore_hub.memory import IncidentMemory, default_embedder
 
-        s = self.settings
-        memory = IncidentMemory(
-            default_embedder(s.embeddings_url),
-            path=None if s.qdrant_url else s.data_dir / "qdrant",
-            url=s.qdrant_url,
-        )
-        memory.ensure_collections()
+        memory = open_memory(self.settings)
         memory.index_runbooks(runbooks_dir())
         return memory
 

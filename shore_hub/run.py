@@ -1,7 +1,8 @@
 """`seawatch hub`: run the hub until Ctrl-C; `seawatch hub keys ...`: manage API keys;
 `seawatch hub ships ...`: register ships before the hub starts (a running hub registers
 them through its API, POST /api/v3/ships), and print their users for an external NATS;
-`seawatch hub schema --cluster NAME`: the fleet store's DDL for a ClickHouse cluster."""
+`seawatch hub schema --cluster NAME`: the fleet store's DDL for a ClickHouse cluster;
+`seawatch hub reembed`: the incident memory rebuilt from the fleet store."""
 
 from __future__ import annotations
 
@@ -95,6 +96,48 @@ def run_schema(args: argparse.Namespace) -> int:
         return 1
     for statement in cluster_ddl(args.cluster, settings.clickhouse_database, retention):
         print(f"{statement};\n")
+    return 0
+
+
+def run_reembed(args: argparse.Namespace) -> int:
+    """Every stored incident's latest version through `upsert_incidents(refresh=True)`:
+    after an upgrade changes the embedded text or the model, old points are embedded again
+    (new versions would only re-embed the incidents that change). With the embedded
+    engines, the hub must be stopped: chdb and Qdrant Edge belong to one process."""
+    from shared.models import Incident
+    from shore_hub.fleetstore.backends import BackendError
+    from shore_hub.hub import open_memory, open_store
+
+    settings = _settings(args)
+    try:
+        policy = load_policy(settings.policy_dir)
+    except PolicyError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 1
+    try:  # the memory first: its folder lock tells a running hub before chdb is opened
+        memory = open_memory(settings)
+    except BackendError as exc:  # BackendUnavailable too
+        print(f"seawatch hub reembed: {exc} (is the hub running?)", file=sys.stderr)
+        return 1
+    read = written = 0
+    try:
+        store = open_store(settings, policy)
+        try:
+            cursor = None
+            while True:
+                page = store.list_incidents(cursor=cursor, limit=500)
+                incidents = [Incident.model_validate(doc) for doc in page["items"]]
+                read += len(incidents)
+                written += memory.upsert_incidents(incidents, refresh=True)
+                print(f"\r{read:,} incidents read, {written:,} embedded again", end="", flush=True)
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+        finally:
+            store.close()
+    finally:
+        memory.close()
+    print()
     return 0
 
 

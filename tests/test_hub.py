@@ -253,6 +253,42 @@ def test_a_backlog_waits_in_fleet_up_until_ingest_starts(tmp_path: Path, chdb_pa
         assert consumer.config.max_ack_pending == MAX_ACK_PENDING
 
 
+def test_reembed_rebuilds_the_points_an_older_text_left(
+    tmp_path: Path, chdb_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """`seawatch hub reembed` (hub stopped): points embedded from another text (here a
+    stand-in for the raw evidence lines embedded before gists) are embedded again from
+    the fleet store's latest versions; a second run has nothing left to do."""
+    import yaml
+
+    import shore_hub.memory.store as memory_store
+    from seawatch.cli import main
+    from shared.policy import load_policy
+    from shore_hub.hub import open_memory, open_store
+
+    database = "hub_reembed"
+    settings = hub_settings(tmp_path, chdb_path, database)
+    fade = ("vsat.snr_db < 12 for 60 s (now 8.4)", "vsat.ber > 1e-05 for 60 s (now 6.2e-05)")
+    versions = [incident("MV-LIMA", n, evidence=fade) for n in range(5)]
+    store = open_store(settings, load_policy())
+    store.migrate()
+    store.insert_incidents(versions, time.time())
+    store.close()
+    with monkeypatch.context() as older:
+        older.setattr(memory_store, "incident_text", lambda inc, role=None: f"{inc.id} raw")
+        memory = open_memory(settings)
+        assert memory.upsert_incidents(versions) == 5
+        memory.close()
+    config = tmp_path / "hub.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path),
+                                      "clickhouse_path": str(chdb_path),
+                                      "clickhouse_database": database}))  # fmt: skip
+    assert main(["hub", "reembed", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.split("\r")[-1].strip() == "5 incidents read, 5 embedded again"
+    assert main(["hub", "reembed", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.split("\r")[-1].strip() == "5 incidents read, 0 embedded again"
+
+
 def test_scoped_keys_see_only_their_ships(running: RunningHub) -> None:
     a, c = incident("MV-CHARLIE", 20), incident("MV-DELTA", 21)
     running.publish([(up_subject(i.ship_id, "incident"), frame(i)) for i in (a, c)])

@@ -134,12 +134,14 @@ class IncidentMemory:
 
     # ------------------------------------------------------------------ incidents
 
-    def upsert_incidents(self, incidents: Iterable[Incident]) -> int:
+    def upsert_incidents(self, incidents: Iterable[Incident], refresh: bool = False) -> int:
         """Stores the newest version of each incident; returns how many points were written.
 
         A version older than or equal to the stored one is skipped (replays, duplicates,
         out-of-order delivery). A newer version whose text did not change reuses the stored
-        vector, so status and count updates cost no model time.
+        vector, so status and count updates cost no model time. With `refresh`, the stored
+        version is embedded again if its text is no longer what `incident_text` makes of
+        it, or not by this embedder (`seawatch hub reembed`, after either changes).
         """
         latest: dict[str, Incident] = {}
         for inc in incidents:
@@ -155,7 +157,8 @@ class IncidentMemory:
         to_embed: list[tuple[str, dict[str, Any], str]] = []
         for pid, inc in zip(pids, latest.values(), strict=True):
             old = stored.get(pid)
-            if old is not None and old.payload.get("version", 0) >= inc.version:
+            have = old.payload.get("version", 0) if old is not None else 0
+            if have > inc.version or (have == inc.version and not refresh):
                 continue
             text = incident_text(inc, self._role(inc))
             payload = self._payload(inc, text)
@@ -164,7 +167,8 @@ class IncidentMemory:
                 and old.vector
                 and old.payload.get("text_sha") == payload["text_sha"]
             ):
-                kept.append((pid, payload, old.vector))
+                if have < inc.version:  # same text, newer version: the vector carries over
+                    kept.append((pid, payload, old.vector))
             else:
                 to_embed.append((pid, payload, text))
         if not kept and not to_embed:
