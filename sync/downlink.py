@@ -46,10 +46,11 @@ class Downlink:
         self.on_receipts = on_receipts
         self.applied = 0
         self.duplicates = 0
+        self.stopping = False  # besides cancelling: a fetch's timeout can swallow a cancel
 
     async def run(self) -> None:
         sub = None
-        while True:
+        while not self.stopping:
             try:
                 if sub is None:
                     sub = await self.js.pull_subscribe(

@@ -11,7 +11,6 @@ resumes it at once (the hub does the same for FLEET_UP).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from sync.topology import (
 from sync.uplink import Uplink
 
 DUPLICATE_WINDOW_S = 7_200.0  # longer than any agent restart after a crash mid-publish
+STOP_WAIT_S = 10.0  # for the link's tasks to end once cancelled and told to stop
 _log = log.get("sync.ship")
 
 
@@ -87,6 +87,7 @@ class ShipLink:
         self._tasks: list[asyncio.Task[Any]] = []
         self._redactor: tuple[PrivacyPolicy, Redactor] | None = None
         self._resuming: asyncio.Task[bool] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         await asyncio.to_thread(self.server.start)
@@ -121,11 +122,22 @@ class ShipLink:
         return self._redactor[1].redact(messages)
 
     async def stop(self) -> None:
+        """Every task cancelled and its loop told to stop as well: on Python 3.11 a cancel
+        that lands as an `asyncio.wait_for` completes is lost, and a loop that never saw
+        it would hold the agent's stop forever. One that still runs after STOP_WAIT_S is
+        logged and left behind; the server stops regardless."""
         try:
-            for task in [*self._tasks, *([self._resuming] if self._resuming else [])]:
+            self._stopping = True
+            for loop in (self.uplink, self.downlink):
+                if loop is not None:
+                    loop.stopping = True
+            tasks = [*self._tasks, *([self._resuming] if self._resuming else [])]
+            for task in tasks:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task  # a task that died of an error must not keep the server up
+            if tasks:  # a task that died of an error must not keep the server up either
+                _, running = await asyncio.wait(tasks, timeout=STOP_WAIT_S)
+                for task in running:
+                    _log.warning("ship link task did not stop", task=task.get_name())
             if self.nc is not None:
                 await self.nc.close()
         finally:
@@ -170,7 +182,7 @@ class ShipLink:
         """Leaf up/down as the ship's own server sees it; a reconnect restarts sourcing."""
         up = False
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while True:
+            while not self._stopping:
                 try:
                     url = f"http://{self.server.host}:{self.server.monitor_port}/leafz"
                     now_up = bool((await client.get(url)).json().get("leafnodes"))

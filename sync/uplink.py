@@ -112,6 +112,7 @@ class Uplink:
         self.link = LinkView()
         self.budget = Budget()
         self.wake = asyncio.Event()
+        self.stopping = False  # besides cancelling: Python 3.11's wait_for can swallow a cancel
         self.sent_messages = 0
         self.sent_bytes = 0
         self._last_heartbeat = 0.0
@@ -153,7 +154,7 @@ class Uplink:
     # ---------------------------------------------------------------- the loop
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 released = await self.round()
             except Exception as exc:  # the local server restarting: rows stay unsent

@@ -825,3 +825,43 @@ def test_the_ship_nats_server_stays_on_loopback_when_the_agent_serves_the_lan(
             assert httpx.get(f"http://{lan}:{agent.agent.http_port}/health").status_code == 200
     finally:
         stop_agent(agent)
+
+
+def test_the_link_stops_when_a_cancel_is_lost_injected(
+    tmp_path: Path, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: on Python 3.11, `asyncio.wait_for` drops a cancellation that lands
+    as the awaited event completes (fixed in 3.12), which a test cannot time. Here every
+    cancel of a `wait_for` is dropped, and the link is stopped while its uplink waits in
+    one. The loops are also told to stop, so the stop ends; it once hung the agent's stop
+    in CI until the test's 30 s."""
+    import asyncio
+
+    from tests.conftest import start_agent, stop_agent
+
+    real = asyncio.wait_for
+    waiting = asyncio.Event()
+
+    async def losing_cancels(aw: Any, timeout: float | None) -> Any:
+        if asyncio.current_task().get_name() == "uplink":  # type: ignore[union-attr]
+            waiting.set()
+        try:
+            return await real(aw, timeout)
+        except asyncio.CancelledError:
+            return None
+
+    agent = start_agent(tmp_path, policy, hub_leaf_url="nats-leaf://127.0.0.1:9", ship_secret="s")
+    link = agent.agent.link
+    assert link is not None
+
+    async def stop_while_the_uplink_waits() -> None:
+        waiting.clear()
+        await waiting.wait()
+        await link.stop()
+
+    try:
+        monkeypatch.setattr(asyncio, "wait_for", losing_cancels)
+        agent.call(stop_while_the_uplink_waits(), timeout=20)  # TimeoutError if it hangs
+        monkeypatch.undo()
+    finally:
+        stop_agent(agent)
