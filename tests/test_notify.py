@@ -353,6 +353,29 @@ def count(n: Notifier, name: str, **labels: str) -> float | None:
 # ------------------------------------------------------------------ delivery
 
 
+async def test_the_notifier_stops_when_a_cancel_is_lost_injected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection, as in tests/test_sync.py: every cancel of a `wait_for` is dropped,
+    as Python 3.11 sometimes does; the loop is told to stop as well, so `stop` ends."""
+    real = asyncio.wait_for
+    idle = asyncio.Event()
+
+    async def losing_cancels(aw: Any, timeout: float | None) -> Any:
+        idle.set()
+        try:
+            return await real(aw, timeout)
+        except asyncio.CancelledError:
+            return None
+
+    monkeypatch.setattr(asyncio, "wait_for", losing_cancels)
+    n = notifier(tmp_path / "notify.db", notify_policy(hook_channel("http://127.0.0.1:9/")))
+    n.start()
+    await idle.wait()  # the loop waits in a wait_for: the cancel lands there
+    await real(n.stop(), 10)
+    assert n._task is not None and n._task.done()  # its loop ended, not left running
+
+
 async def test_webhook_is_signed_and_retried_until_accepted(
     tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

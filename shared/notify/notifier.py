@@ -81,6 +81,7 @@ class Notifier:
         self._senders: dict[str, Sender] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.use_policy(policy)
 
     @property
@@ -124,6 +125,8 @@ class Notifier:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="notify")
 
     async def stop(self) -> None:
+        self._stopping = True  # besides cancelling: Python 3.11's wait_for can lose a cancel
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,7 +139,7 @@ class Notifier:
 
     async def _run(self) -> None:
         last_purge = 0.0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 now = self._clock()
